@@ -1,0 +1,56 @@
+"""Fixtures for the zk tests: the tiny multiplier circuit with a tiny cached development ceremony."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import zk_artifacts
+import zk_prove
+
+ROOT = Path(__file__).resolve().parents[3]
+TOOLS = ROOT / "tools" / "zk" / "node_modules"
+MULTIPLIER = ROOT / "circuits" / "test" / "multiplier.circom"
+ENTRYPOINT = ROOT / "plugins" / "module_utils" / "zk_prove.py"
+# Values a test input carries; no output of the entrypoint may ever contain them.
+SECRET_A = 987654321987
+SECRET_B = 123456789123
+
+
+def valid_input() -> dict[str, object]:
+    return {"a": str(SECRET_A), "b": SECRET_B, "c": str(SECRET_A * SECRET_B), "pad": ["5", "6"]}
+
+
+@pytest.fixture(scope="session")
+def tools() -> zk_artifacts.Tools:
+    if not (TOOLS / "snarkjs").is_dir() or not shutil.which("node"):
+        pytest.skip("tools/zk/node_modules is not installed (bin/kit setup)")
+    return zk_artifacts.Tools.from_kit(ROOT)
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    # The kit's cache (the tiny ceremony costs ~10 s once, then nothing).
+    return zk_artifacts.cache_root()
+
+
+@pytest.fixture(scope="session")
+def circuit_dir(tools: zk_artifacts.Tools, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("artifacts") / "multiplier"
+    zk_artifacts.build_dev_artifacts(MULTIPLIER, out, name="multiplier", cache_dir=cache_dir, tools=tools)
+    return out
+
+
+@pytest.fixture(scope="session")
+def toolchain(tools: zk_artifacts.Tools) -> zk_prove.Toolchain:
+    return zk_prove.Toolchain(node=tools.node, snarkjs_cli=tools.snarkjs[1], rapidsnark=None)
+
+
+@pytest.fixture
+def env(toolchain: zk_prove.Toolchain) -> dict[str, str]:
+    out = dict(os.environ)
+    out["ZK_PROVER_SNARKJS"] = str(toolchain.snarkjs_cli)
+    out.pop("ZK_PROVER_RAPIDSNARK", None)
+    return out
