@@ -247,3 +247,47 @@ def quote_to_dict(quote: Quote) -> dict[str, Any]:
         len(quote.raw) - quote.body_offset - quote.body_size - 4 - len(quote.signature_data)
     )
     return out
+
+
+# ---------------------------------------------------------------- Azure TDX CVM: HCL report
+
+HCL_TDREPORT_OFFSET = 32
+HCL_IGVM_HEADER_OFFSET = 1216
+HCL_RUNTIME_DATA_OFFSET = 1236
+TDREPORT_REPORTDATA_OFFSET = 128  # inside REPORTMACSTRUCT
+
+
+@dataclass(frozen=True)
+class HclReport:
+    """Azure paravisor (HCL) attestation report as read from vTPM NV index 0x01400001."""
+
+    report_type: int
+    hash_type: int
+    td_report: bytes
+    runtime_data: bytes
+
+    @property
+    def report_data(self) -> bytes:
+        off = TDREPORT_REPORTDATA_OFFSET
+        return self.td_report[off : off + 64]
+
+    def runtime_data_bound(self) -> bool:
+        """REPORTDATA[0:32] == SHA-256(runtime data JSON): how Azure binds the vTPM keys to the TD."""
+        import hashlib
+
+        return self.report_data[:32] == hashlib.sha256(self.runtime_data).digest()
+
+
+def parse_hcl_report(data: bytes) -> HclReport:
+    if data[:4] != b"HCLA":
+        raise QuoteFormatError("not an Azure HCL report (no HCLA signature)")
+    _need(data, HCL_RUNTIME_DATA_OFFSET, "HCL report header")
+    _size, _version, report_type, hash_type, var_size = struct.unpack_from(
+        "<IIIII", data, HCL_IGVM_HEADER_OFFSET
+    )
+    if report_type != 4:
+        raise QuoteFormatError(f"HCL report type {report_type} is not TDX (4)")
+    _need(data, HCL_RUNTIME_DATA_OFFSET + var_size, "HCL runtime data")
+    td_report = data[HCL_TDREPORT_OFFSET : HCL_TDREPORT_OFFSET + 1024]
+    runtime = data[HCL_RUNTIME_DATA_OFFSET : HCL_RUNTIME_DATA_OFFSET + var_size]
+    return HclReport(report_type, hash_type, td_report, runtime)

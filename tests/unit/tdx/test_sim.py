@@ -27,7 +27,7 @@ def _fake_kernel() -> bytes:
     img[0x94:0x96] = (240).to_bytes(2, "little")  # optional header size
     opt = 0x98
     img[opt : opt + 2] = (0x20B).to_bytes(2, "little")
-    img[opt + 60 : opt + 64] = (0x400).to_bytes(4, "little")  # SizeOfHeaders
+    img[opt + 60 : opt + 64] = (0x1000).to_bytes(4, "little")  # SizeOfHeaders
     img[opt + 108 : opt + 112] = (16).to_bytes(4, "little")  # NumberOfRvaAndSizes
     sec = opt + 240
     img[sec : sec + 8] = b".text\x00\x00\x00"

@@ -1,0 +1,174 @@
+#!/usr/bin/python
+"""Ansible module: verify a TDX quote (dcap-qvl + the kit's policy)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: tdx_quote_verify
+short_description: Verify an Intel TDX quote against stored collateral and a measurement policy
+description:
+  - Checks the quote's signature chain and TCB status with dcap-qvl (time given as a parameter),
+    then the kit's policy (allowed TCB statuses, debug forbidden, SEPT_VE_DISABLE, expected MRTD and
+    RTMR0-3, REPORTDATA = SHA-512(nonce || binding)).
+  - Fails listing every reason the quote does not pass.
+  - Quotes signed by the lab's SIMULATED test root pass only with O(allow_simulated=true) and O(sim_root).
+options:
+  quote_path:
+    description: Path to the raw quote on the controller/host running the module.
+    type: path
+  quote_b64:
+    description: The raw quote, base64. One of O(quote_path) or O(quote_b64) is required.
+    type: str
+  collateral_path:
+    description: dcap-qvl QuoteCollateralV3 JSON.
+    type: path
+    required: true
+  now:
+    description: Verification time (Unix seconds).
+    type: int
+    required: true
+  policy:
+    description: Policy mapping (keys as in docs/tdx.md; unknown keys fail).
+    type: dict
+    default: {}
+  nonce:
+    description: Nonce (hex) the verifier sent; REPORTDATA must equal SHA-512(nonce || binding).
+    type: str
+    required: true
+  binding:
+    description: Binding data (hex), e.g. a public key the TD will use.
+    type: str
+    default: ""
+  allow_simulated:
+    description: Trust the SIMULATED lab root. Never enable outside the lab.
+    type: bool
+    default: false
+  sim_root:
+    description: DER certificate of the SIMULATED lab root.
+    type: path
+author:
+  - tee-proof-kit
+"""
+
+EXAMPLES = r"""
+- name: Verify the guest's quote
+  tdx_quote_verify:
+    quote_b64: "{{ guest_quote.quote_b64 }}"
+    collateral_path: /var/lib/kit/collateral.json
+    now: "{{ ansible_date_time.epoch | int }}"
+    nonce: "{{ attestation_nonce }}"
+    policy:
+      mr_td: "{{ expected.mr_td }}"
+      rtmr1: "{{ expected.rtmr1 }}"
+      rtmr2: "{{ expected.rtmr2 }}"
+"""
+
+RETURN = r"""
+verdict:
+  description: The full verdict (ok, simulated, authenticated, tcb_status, reasons, warnings, quote fields).
+  returned: always
+  type: dict
+reasons:
+  description: Every failure reason as code/message pairs.
+  returned: always
+  type: list
+  elements: dict
+simulated:
+  description: True when the quote came from the SIMULATED lab provider.
+  returned: always
+  type: bool
+"""
+
+import base64  # noqa: E402
+import binascii  # noqa: E402
+from typing import Any  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+try:
+    from ansible.module_utils.tdx_verify import (
+        CollateralError,
+        PolicyError,
+        TrustAnchors,
+        load_collateral,
+        policy_from_mapping,
+        reasons_text,
+        verify_quote,
+    )
+
+    IMPORT_ERROR = None
+except ImportError as exc:  # dcap-qvl missing on the target
+    IMPORT_ERROR = str(exc)
+
+
+def _quote_bytes(module: AnsibleModule) -> bytes:
+    if module.params["quote_b64"]:
+        try:
+            return base64.b64decode(module.params["quote_b64"], validate=True)
+        except (binascii.Error, ValueError):
+            module.fail_json(msg="quote_b64 is not valid base64")
+    with open(module.params["quote_path"], "rb") as handle:
+        return handle.read()
+
+
+def _hex(module: AnsibleModule, name: str) -> bytes:
+    try:
+        return bytes.fromhex(module.params[name])
+    except ValueError:
+        module.fail_json(msg=f"{name} is not valid hex")
+    return b""
+
+
+def _trust(module: AnsibleModule) -> Any:
+    root = None
+    if module.params["sim_root"]:
+        with open(module.params["sim_root"], "rb") as handle:
+            root = handle.read()
+    if module.params["allow_simulated"] and root is None:
+        module.fail_json(msg="allow_simulated needs sim_root")
+    return TrustAnchors(allow_simulated=module.params["allow_simulated"], simulated_root_der=root)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "quote_path": {"type": "path"},
+            "quote_b64": {"type": "str"},
+            "collateral_path": {"type": "path", "required": True},
+            "now": {"type": "int", "required": True},
+            "policy": {"type": "dict", "default": {}},
+            "nonce": {"type": "str", "required": True},
+            "binding": {"type": "str", "default": ""},
+            "allow_simulated": {"type": "bool", "default": False},
+            "sim_root": {"type": "path"},
+        },
+        required_one_of=[("quote_path", "quote_b64")],
+        mutually_exclusive=[("quote_path", "quote_b64")],
+        supports_check_mode=True,
+    )
+    if IMPORT_ERROR is not None:
+        module.fail_json(msg=f"tdx_verify/dcap-qvl not importable: {IMPORT_ERROR}")
+    try:
+        policy = policy_from_mapping(module.params["policy"])
+        collateral = load_collateral(module.params["collateral_path"])
+    except (PolicyError, CollateralError) as exc:
+        module.fail_json(msg=str(exc))
+    verdict = verify_quote(
+        _quote_bytes(module),
+        collateral,
+        module.params["now"],
+        policy,
+        _hex(module, "nonce"),
+        _hex(module, "binding"),
+        _trust(module),
+    )
+    result = verdict.to_dict()
+    out = {"changed": False, "verdict": result, "reasons": result["reasons"], "simulated": verdict.simulated}
+    if not verdict.ok:
+        module.fail_json(msg="TDX quote rejected: " + reasons_text(verdict.reasons), **out)
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()
