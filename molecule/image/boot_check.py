@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""Boot test of the guest image (LAB ONLY: QEMU TCG + swtpm; swtpm is controlled by the host, so this is
+a SIMULATED TPM and not a security boundary).
+
+Boots the image's kernel/initrd/cmdline on a throwaway overlay of the disk image with a swtpm vTPM, then
+over SSH (the inventory's lab key) checks that:
+  1. the kernel runs with the image's command line and systemd loaded the kit's IMA policy;
+  2. the custom policy (not the boot 'tcb' one) is active: a file owned by the measured owner under
+     /opt/zk-prover is measured when root reads it, a root-owned file under /root is not;
+  3. PCR10 (sha1 and sha256 banks) equals the replay of a prefix of the binary IMA log
+     (PCR read first, log read after);
+  4. every file measured during boot is in the runtime policy with the measured SHA-256 (what the
+     Keylime verifier checks), apart from the probe files of check 2;
+  5. the Keylime agent starts once its trusted CA is delivered, reads the vTPM's EK and derives its UUID
+     from it (no registrar runs here, so it stops at registration).
+Prints the tail of the guest's serial log on failure. Writes a JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+import ima_log  # noqa: E402
+
+SIMULATED = "SIMULATED vTPM (swtpm, host-controlled) under QEMU TCG: lab only, not a security boundary"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Guest:
+    def __init__(self, image_dir: Path, work: Path, key: Path, memory: str, smp: str) -> None:
+        self.image_dir = image_dir
+        self.work = work
+        self.key = key
+        self.memory = memory
+        self.smp = smp
+        self.port = free_port()
+        self.serial = work / "serial.log"
+        self.qemu_pid = work / "qemu.pid"
+        self.swtpm_pid = work / "swtpm.pid"
+
+    def start(self) -> None:
+        state = self.work / "tpm"
+        state.mkdir()
+        sock = self.work / "swtpm.sock"
+        run(
+            [
+                "swtpm_setup",
+                "--tpm2",
+                "--tpmstate",
+                str(state),
+                "--create-ek-cert",
+                "--create-platform-cert",
+                "--lock-nvram",
+                "--pcr-banks",
+                "sha1,sha256",
+                "--overwrite",
+            ]
+        )
+        run(
+            [
+                "swtpm",
+                "socket",
+                "--tpm2",
+                "--tpmstate",
+                f"dir={state}",
+                "--ctrl",
+                f"type=unixio,path={sock}",
+                "--terminate",
+                "--daemon",
+                "--pid",
+                f"file={self.swtpm_pid}",
+            ]
+        )
+        disk = next(p for p in (self.image_dir / "disk.raw", self.image_dir / "disk.qcow2") if p.exists())
+        fmt = "qcow2" if disk.suffix == ".qcow2" else "raw"
+        overlay = self.work / "overlay.qcow2"
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk), "-F", fmt, str(overlay)])
+        cmdline = (self.image_dir / "cmdline").read_text()
+        run(
+            [
+                "qemu-system-x86_64",
+                "-accel",
+                "tcg,thread=multi,tb-size=256",
+                "-cpu",
+                "max",
+                "-machine",
+                "q35",
+                "-m",
+                self.memory,
+                "-smp",
+                self.smp,
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-kernel",
+                str(self.image_dir / "vmlinuz"),
+                "-initrd",
+                str(self.image_dir / "initrd.img"),
+                "-append",
+                cmdline,
+                "-drive",
+                f"file={overlay},if=virtio,format=qcow2",
+                "-netdev",
+                f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+                "-device",
+                "virtio-net-pci,netdev=n0",
+                "-chardev",
+                f"socket,id=chrtpm,path={sock}",
+                "-tpmdev",
+                "emulator,id=tpm0,chardev=chrtpm",
+                "-device",
+                "tpm-tis,tpmdev=tpm0",
+                "-serial",
+                f"file:{self.serial}",
+                "-pidfile",
+                str(self.qemu_pid),
+                "-daemonize",
+            ]
+        )
+
+    def ssh(self, command: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+        argv = [
+            "ssh",
+            "-i",
+            str(self.key),
+            "-p",
+            str(self.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "root@127.0.0.1",
+            command,
+        ]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise CheckError(
+                f"guest command failed ({result.returncode}): {command}\n{result.stderr[-2000:]}"
+            )
+        return result
+
+    def wait_for_ssh(self, timeout: float) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if not self.alive():
+                raise CheckError("QEMU exited before the guest answered SSH")
+            try:
+                if (
+                    self.ssh(
+                        "systemctl is-system-running --wait >/dev/null 2>&1; true", check=False, timeout=200
+                    ).returncode
+                    == 0
+                ):
+                    return time.monotonic() - start
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(5)
+        raise CheckError(f"the guest did not answer SSH within {timeout:.0f} s")
+
+    def alive(self) -> bool:
+        try:
+            os.kill(int(self.qemu_pid.read_text()), 0)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def stop(self) -> None:
+        for pidfile in (self.qemu_pid, self.swtpm_pid):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pidfile.read_text()), 15)
+
+    def serial_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.serial.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no serial log)"
+
+
+class CheckError(Exception):
+    pass
+
+
+def run(argv: list[str]) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise CheckError(f"{argv[0]} failed ({result.returncode}): {result.stderr[-2000:]}")
+
+
+def lab_ca_pem() -> str:
+    """A throwaway CA certificate for the agent's trusted_client_ca (its key is discarded at once)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tee-proof-kit boot-test CA (throwaway)")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
+    cmdline = (image_dir / "cmdline").read_text()
+    running = guest.ssh("cat /proc/cmdline").stdout.strip()
+    report["cmdline_matches"] = running == cmdline
+    if running != cmdline:
+        raise CheckError(f"guest runs with another command line:\n  {running}\n  expected {cmdline}")
+    journal = guest.ssh("journalctl -b -o cat --no-pager | grep -i 'IMA' | head -20").stdout
+    report["ima_journal"] = journal.strip().splitlines()
+    if "Successfully loaded the IMA custom policy" not in journal:
+        raise CheckError(f"systemd did not report loading the IMA custom policy; journal says:\n{journal}")
+    policy_in_guest = guest.ssh("sha256sum /etc/ima/ima-policy").stdout.split()[0]
+    report["ima_policy_sha256"] = policy_in_guest
+
+    # 2. behaviour of the loaded policy
+    tag = secrets.token_hex(8)
+    measured = f"/opt/zk-prover/.boot-probe-{tag}"
+    unmeasured = f"/root/.boot-probe-{tag}"
+    guest.ssh(
+        "set -e; owner=$(stat -c %u /opt/zk-prover); "
+        f"echo measured-{tag} > {measured}; chown $owner {measured}; "
+        f"echo unmeasured-{tag} > {unmeasured}; cat {measured} {unmeasured} >/dev/null"
+    )
+
+    # 3. PCR first, then the log
+    out = guest.ssh(
+        "tpm2_pcrread sha1:10+sha256:10; echo '----'; "
+        "base64 -w0 /sys/kernel/security/ima/binary_runtime_measurements"
+    ).stdout
+    pcr_text, _, log_b64 = out.partition("----")
+    entries = ima_log.parse(base64.b64decode(log_b64.strip()))
+    report["ima_log_entries"] = len(entries)
+    for bank in ("sha1", "sha256"):
+        value = ima_log.parse_pcrread(pcr_text, bank)
+        prefix = ima_log.matching_prefix(entries, value, bank)
+        report[f"pcr10_{bank}"] = value.hex()
+        report[f"pcr10_{bank}_matches_log_prefix"] = prefix
+        if prefix is None:
+            raise CheckError(
+                f"PCR10 ({bank}) does not match any prefix of the IMA log ({len(entries)} entries)"
+            )
+
+    measured_paths: dict[str, str] = {}
+    for e in entries:
+        if e.template != "ima-ng":
+            continue
+        _, digest, path = e.file_hash()
+        measured_paths.setdefault(path, digest)
+    probe_hash = hashlib.sha256(f"measured-{tag}\n".encode()).hexdigest()
+    report["custom_policy_measures_prover_dir"] = measured_paths.get(measured) == probe_hash
+    report["custom_policy_skips_root_home"] = unmeasured not in measured_paths
+    if measured_paths.get(measured) != probe_hash:
+        raise CheckError(f"reading {measured} as root was not measured: the kit's policy is not active")
+    if unmeasured in measured_paths:
+        raise CheckError(f"{unmeasured} was measured: the boot 'tcb' policy is still active, not the kit's")
+
+    # 4. the log against the runtime policy
+    policy = json.loads((image_dir / "runtime-policy.json").read_text())
+    digests: dict[str, list[str]] = policy.get("digests", {})
+    excludes = [re.compile(x) for x in policy.get("excludes", [])]
+    problems = []
+    for e in entries:
+        if e.template != "ima-ng":
+            continue
+        _, digest, path = e.file_hash()
+        if path in ("boot_aggregate", measured) or any(x.search(path) for x in excludes):
+            continue
+        if digest not in digests.get(path, []):
+            problems.append(
+                f"{path} sha256:{digest} ({'not in policy' if path not in digests else 'other digest'})"
+            )
+    report["runtime_policy_mismatches"] = problems
+    if problems:
+        raise CheckError(
+            "measured files the runtime policy does not accept:\n  " + "\n  ".join(problems[:40])
+        )
+
+    # 5. the Keylime agent and the vTPM
+    ca = lab_ca_pem()
+    guest.ssh(
+        "install -d -m 0700 /var/lib/keylime/cv_ca && "
+        f"cat > /var/lib/keylime/cv_ca/cacert.crt <<'EOF'\n{ca}EOF"
+    )
+    guest.ssh("systemctl start keylime_agent")
+    deadline = time.monotonic() + 180
+    log = ""
+    while time.monotonic() < deadline:
+        log = guest.ssh("journalctl -u keylime_agent -b -o cat --no-pager", check=False).stdout
+        if "Agent UUID:" in log and ("registrar" in log.lower() or "Registration failed" in log):
+            break
+        time.sleep(5)
+    report["agent_log_tail"] = log.strip().splitlines()[-15:]
+    found = re.search(r"Agent UUID: ([0-9a-f]{64})", log)
+    if not found:
+        raise CheckError("the agent did not derive its UUID from the vTPM's EK; its log:\n" + log[-3000:])
+    ek_pem = guest.ssh("tpm2_readpublic -Q -c 0x81010001 -f pem -o /dev/stdout").stdout
+    ek_uuid = hashlib.sha256(ek_pem.encode()).hexdigest()
+    report["agent_uuid"] = found.group(1)
+    report["agent_uuid_is_sha256_of_vtpm_ek"] = found.group(1) == ek_uuid
+    if found.group(1) != ek_uuid:
+        raise CheckError(f"agent UUID {found.group(1)} is not SHA-256 of the EK ({ek_uuid})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--image-dir", type=Path, required=True)
+    ap.add_argument("--key", type=Path, required=True, help="private half of the inventory's lab key")
+    ap.add_argument("--report", type=Path)
+    ap.add_argument("--timeout", type=float, default=420)
+    ap.add_argument("--memory", default="2048")
+    ap.add_argument("--smp", default="2")
+    ap.add_argument("--keep", action="store_true", help="keep the guest running (debugging)")
+    args = ap.parse_args()
+    print(f"[boot-check] {SIMULATED}", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="kit-boot-"))
+    guest = Guest(args.image_dir, work, args.key, args.memory, args.smp)
+    report: dict[str, Any] = {"simulated": SIMULATED, "passed": False}
+    t0 = time.monotonic()
+    try:
+        guest.start()
+        report["boot_to_ssh_s"] = round(guest.wait_for_ssh(args.timeout), 1)
+        print(f"[boot-check] guest answered SSH after {report['boot_to_ssh_s']} s", flush=True)
+        check(guest, args.image_dir, report)
+        report["passed"] = True
+    except (CheckError, ima_log.ImaLogError, subprocess.TimeoutExpired) as exc:
+        report["error"] = str(exc)
+        print(f"[boot-check] FAILED: {exc}", file=sys.stderr)
+        print("[boot-check] guest serial log (tail):\n" + guest.serial_tail(), file=sys.stderr)
+    finally:
+        report["elapsed_s"] = round(time.monotonic() - t0, 1)
+        if not args.keep:
+            guest.stop()
+            time.sleep(1)
+            shutil.rmtree(work, ignore_errors=True)
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "agent_log_tail"}, indent=2))
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Checks of the built guest image, read from the DISK IMAGE itself (debugfs rdump, no mount).
+
+1. the IMA policy, the Keylime agent (unit, launcher, compatibility module, keylime wheel, config),
+   operator SSH access and, when included, the prover are in the image;
+2. the runtime policy lists every file under the prover's and the agent's directories, and the IMA
+   policy file, with the SHA-256 of the file in the image;
+3. a scan of the whole image finds no private key or other secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+import image_tree  # noqa: E402
+import runtime_policy  # noqa: E402
+
+REQUIRED = [
+    "/etc/ima/ima-policy",
+    "/etc/keylime/agent.conf",
+    "/etc/keylime/logging.conf",
+    "/etc/systemd/system/keylime_agent.service",
+    "/etc/systemd/system/multi-user.target.wants/keylime_agent.service",
+    "/opt/keylime-agent/bin/keylime_agent",
+    "/opt/keylime-agent/lib/keylime_agent_compat.py",
+    "/root/.ssh/authorized_keys",
+    "/etc/ssh/sshd_config.d/50-tee-proof-kit.conf",
+    "/etc/systemd/system/ssh-hostkeys.service",
+    "/usr/bin/tpm2_pcrread",
+]
+POLICY_RULES = [
+    "func=BPRM_CHECK",
+    "func=MMAP_CHECK mask=MAY_EXEC",
+    "func=MODULE_CHECK",
+    "func=FIRMWARE_CHECK",
+    "func=FILE_CHECK mask=^MAY_READ",
+    "dont_measure fsmagic=0x01021994",
+    "template=ima-ng",
+]
+
+
+def extract(disk: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["debugfs", "-R", f"rdump / {dest}", str(disk)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0 or not (dest / "etc").is_dir():
+        raise SystemExit(f"debugfs could not extract {disk}: {result.stderr[-1000:]}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--image-dir", type=Path, required=True)
+    ap.add_argument("--zk", action="store_true", help="the prover must be in the image")
+    ap.add_argument("--allow", action="append", default=[], help="secret-scan allow regex")
+    ap.add_argument("--report", type=Path)
+    args = ap.parse_args()
+    disk = next(p for p in (args.image_dir / "disk.raw", args.image_dir / "disk.qcow2") if p.exists())
+    work = Path(tempfile.mkdtemp(prefix="kit-image-check-"))
+    report: dict[str, Any] = {"disk": str(disk), "problems": []}
+    problems: list[str] = report["problems"]
+    try:
+        root = work / "root"
+        extract(disk, root)
+        required = REQUIRED + (["/opt/zk-prover/bin/zk-prove"] if args.zk else [])
+        for path in required:
+            if not (root / path.lstrip("/")).exists() and not (root / path.lstrip("/")).is_symlink():
+                problems.append(f"missing in the image: {path}")
+        if not glob.glob(
+            str(root / "opt/keylime-agent/venv/lib/python3*/site-packages/keylime/keylime_agent.py")
+        ):
+            problems.append("keylime's Python agent is not installed in /opt/keylime-agent/venv")
+        policy_text = (
+            (root / "etc/ima/ima-policy").read_text() if (root / "etc/ima/ima-policy").exists() else ""
+        )
+        for rule in POLICY_RULES:
+            if rule not in policy_text:
+                problems.append(f"IMA policy lacks '{rule}'")
+        sshd = root / "etc/ssh/sshd_config.d/50-tee-proof-kit.conf"
+        if sshd.exists() and "PasswordAuthentication no" not in sshd.read_text():
+            problems.append("sshd drop-in does not turn password login off")
+
+        policy = runtime_policy.load(args.image_dir / "runtime-policy.json")
+        checked: list[str] = ["/etc/ima/ima-policy"]
+        for directory in ("/opt/zk-prover", "/opt/keylime-agent"):
+            checked += runtime_policy.files_under(root, directory)
+        report["runtime_policy_files_checked"] = len(checked)
+        report["prover_files_checked"] = sum(p.startswith("/opt/zk-prover/") for p in checked)
+        problems += runtime_policy.check_files(policy, root, checked)
+
+        scan = image_tree.tree_report(str(root), scan_secrets=True, allow=args.allow)
+        report["scanned_files"] = scan.files
+        report["secrets"] = [f"{f.path}: {f.reason}" for f in scan.findings]
+        problems += [f"secret in the image: {s}" for s in report["secrets"]]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["passed"] = not problems
+    out = json.dumps(report, indent=2)
+    if args.report:
+        args.report.write_text(out + "\n")
+    print(out)
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

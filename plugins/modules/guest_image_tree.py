@@ -1,0 +1,60 @@
+#!/usr/bin/python
+"""Ansible module: content digest and secret scan of an image root filesystem folder."""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.image_tree import tree_report
+
+DOCUMENTATION = r"""
+module: guest_image_tree
+short_description: Digest an image's root filesystem folder and scan it for secrets
+description:
+  - Returns a SHA-256 over every entry's path, type, mode, owner and content (not timestamps).
+  - Lists files that hold private keys or other secrets; never changes anything.
+options:
+  root: {description: Folder to read., type: path, required: true}
+  scan_secrets: {description: Scan for secrets too., type: bool, default: true}
+  allow: {description: Path regexes whose findings are accepted., type: list, elements: str, default: []}
+author: tee-proof-kit
+"""
+
+EXAMPLES = r"""
+- name: Digest the rootfs
+  guest_image_tree:
+    root: /work/main/build/image/rootfs
+  register: tree
+"""
+
+RETURN = r"""
+digest: {description: SHA-256 of the tree., type: str, returned: always}
+files: {description: Regular files., type: int, returned: always}
+bytes: {description: Bytes in regular files., type: int, returned: always}
+secrets: {description: "Findings: path and reason.", type: list, returned: always}
+"""
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "root": {"type": "path", "required": True},
+            "scan_secrets": {"type": "bool", "default": True},
+            "allow": {"type": "list", "elements": "str", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        report = tree_report(module.params["root"], module.params["scan_secrets"], module.params["allow"])
+    except OSError as exc:
+        module.fail_json(msg=f"cannot read {module.params['root']}: {exc}")
+    module.exit_json(
+        changed=False,
+        digest=report.digest,
+        files=report.files,
+        bytes=report.bytes,
+        secrets=[{"path": f.path, "reason": f.reason} for f in report.findings],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+../../../plugins/module_utils/keylime_agent_compat.py

@@ -1,0 +1,122 @@
+"""The launcher's two fixes for a 7.x registrar, tested against a stand-in registrar_client module that
+behaves like keylime 6.5.3's (ek_tpm sent only without an EK certificate, no Content-Type)."""
+
+from __future__ import annotations
+
+import json
+import types
+from typing import Any
+
+import keylime_agent_compat as compat
+
+
+def fake_registrar_client() -> types.ModuleType:
+    mod = types.ModuleType("keylime.registrar_client")
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    class RequestsClient:
+        def __init__(self, base: str, tls: bool) -> None:
+            self.base = base
+
+        def post(self, url: str, **kwargs: Any) -> dict[str, Any]:
+            calls.append(("POST", url, kwargs))
+            return {"status": 200}
+
+        def put(self, url: str, **kwargs: Any) -> dict[str, Any]:
+            calls.append(("PUT", url, kwargs))
+            return {"status": 200}
+
+    def do_register(
+        registrar_ip: str,
+        registrar_port: str,
+        agent_id: str,
+        ek_tpm: str,
+        ekcert: str | None,
+        aik_tpm: str,
+        **kw: Any,
+    ) -> Any:
+        data = {"ekcert": ekcert, "aik_tpm": aik_tpm}
+        if ekcert is None or ekcert == "emulator":
+            data["ek_tpm"] = ek_tpm
+        # Looked up at call time, like the real module does.
+        client = mod.RequestsClient(f"{registrar_ip}:{registrar_port}", False)
+        return client.post(f"/v2.1/agents/{agent_id}", data=json.dumps(data))
+
+    def do_activate(registrar_ip: str, registrar_port: str, agent_id: str, key: str) -> Any:
+        client = mod.RequestsClient(f"{registrar_ip}:{registrar_port}", False)
+        return client.put(f"/v2.1/agents/{agent_id}/activate", data=json.dumps({"auth_tag": key}))
+
+    mod.RequestsClient = RequestsClient  # type: ignore[attr-defined]
+    mod.doRegisterAgent = do_register  # type: ignore[attr-defined]
+    mod.doActivateAgent = do_activate  # type: ignore[attr-defined]
+    mod.calls = calls  # type: ignore[attr-defined]
+    return mod
+
+
+def test_unpatched_module_shows_both_problems() -> None:
+    mod = fake_registrar_client()
+    mod.doRegisterAgent("10.0.2.2", "8890", "a", "EKPUB", "CERT", "AIK")
+    _, _, kwargs = mod.calls[0]
+    assert "headers" not in kwargs
+    assert "ek_tpm" not in json.loads(kwargs["data"])
+
+
+def test_registration_gets_ek_tpm_and_json_header() -> None:
+    mod = fake_registrar_client()
+    assert compat.patch_registrar_client(mod)
+    mod.doRegisterAgent("10.0.2.2", "8890", "agent-1", "EKPUB", "CERT", "AIK", mtls_cert="M")
+    method, url, kwargs = mod.calls[0]
+    assert (method, url) == ("POST", "/v2.1/agents/agent-1")
+    body = json.loads(kwargs["data"])
+    assert body == {"ekcert": "CERT", "aik_tpm": "AIK", "ek_tpm": "EKPUB"}
+    assert kwargs["headers"]["Content-Type"] == "application/json"
+
+
+def test_ek_tpm_passed_by_keyword() -> None:
+    mod = fake_registrar_client()
+    compat.patch_registrar_client(mod)
+    mod.doRegisterAgent("h", "1", "a", ek_tpm="EK2", ekcert="C", aik_tpm="A")
+    assert json.loads(mod.calls[0][2]["data"])["ek_tpm"] == "EK2"
+
+
+def test_emulator_body_unchanged() -> None:
+    mod = fake_registrar_client()
+    compat.patch_registrar_client(mod)
+    mod.doRegisterAgent("h", "1", "a", "EK", "emulator", "A")
+    assert json.loads(mod.calls[0][2]["data"])["ek_tpm"] == "EK"
+
+
+def test_activation_put_gets_json_header() -> None:
+    mod = fake_registrar_client()
+    compat.patch_registrar_client(mod)
+    mod.doActivateAgent("h", "1", "a", "TAG")
+    method, _, kwargs = mod.calls[0]
+    assert method == "PUT"
+    assert kwargs["headers"] == {"Content-Type": "application/json"}
+
+
+def test_existing_content_type_kept_and_patch_is_idempotent() -> None:
+    mod = fake_registrar_client()
+    assert compat.patch_registrar_client(mod)
+    assert not compat.patch_registrar_client(mod)
+    client = mod.RequestsClient("h:1", False)
+    client.post("/v2.1/other", data="x", headers={"content-type": "text/plain"})
+    assert mod.calls[0][2]["headers"] == {"content-type": "text/plain"}
+    assert mod.calls[0][2]["data"] == "x"
+
+
+def test_ek_tpm_not_leaked_outside_registration() -> None:
+    mod = fake_registrar_client()
+    compat.patch_registrar_client(mod)
+    mod.doRegisterAgent("h", "1", "a", "EK", "CERT", "A")
+    client = mod.RequestsClient("h:1", False)
+    client.post("/v2.1/agents/b", data=json.dumps({"x": 1}))
+    assert json.loads(mod.calls[1][2]["data"]) == {"x": 1}
+
+
+def test_helpers() -> None:
+    assert compat.add_ek_tpm("not json", "EK") == "not json"
+    assert compat.add_ek_tpm("[1]", "EK") == "[1]"
+    assert compat.add_ek_tpm('{"ek_tpm": "A"}', "B") == '{"ek_tpm": "A"}'
+    assert compat.add_ek_tpm("{}", None) == "{}"
+    assert compat.with_json_content_type(None) == {"Content-Type": "application/json"}
