@@ -13,6 +13,8 @@ A local ceremony has one contributor (this machine): it is FOR DEVELOPMENT ONLY.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -25,7 +27,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,14 +83,16 @@ class Tools:
     node_modules: Path
 
     @classmethod
-    def from_kit(cls, kit_root: Path | None = None, node: str | None = None) -> Tools:
+    def from_kit(
+        cls, kit_root: Path | None = None, node: str | None = None, node_modules: Path | None = None
+    ) -> Tools:
         root = kit_root or Path(os.environ.get("KIT_ROOT") or Path(__file__).resolve().parents[2])
         node_exe = node or shutil.which("node") or shutil.which("nodejs")
         if not node_exe:
             raise ArtifactsError(
                 "Node.js is not installed on the build host (needed for circom2 and snarkjs)"
             )
-        modules = root / "tools" / "zk" / "node_modules"
+        modules = node_modules or root / "tools" / "zk" / "node_modules"
         if not (modules / "snarkjs").is_dir():
             raise ArtifactsError(f"{modules} has no snarkjs: run 'bin/kit setup' (npm ci in tools/zk)")
         return cls(node_exe, modules)
@@ -104,6 +108,18 @@ class Tools:
     def version(self, package: str) -> str:
         meta = json.loads((self.node_modules / package / "package.json").read_text())
         return str(meta["version"])
+
+
+@contextlib.contextmanager
+def _cache_lock(folder: Path, name: str) -> Iterator[None]:
+    """Serialise builders of the same cache entry (two runs at once would both do the slow work)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f".{name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _run(argv: Sequence[str], what: str, cwd: Path | None = None, timeout: float = 7200) -> str:
@@ -301,8 +317,15 @@ def ensure_ptau(
     final = ptau_path(power, cache_dir)
     if final.is_file() or check_only:
         return final, not final.is_file(), []
-    tools = tools or Tools.from_kit()
-    final.parent.mkdir(parents=True, exist_ok=True)
+    with _cache_lock(final.parent, final.name):
+        if final.is_file():  # made by another run while this one waited
+            return final, False, []
+        return _make_ptau(power, final, tools or Tools.from_kit(), progress)
+
+
+def _make_ptau(
+    power: int, final: Path, tools: Tools, progress: Progress
+) -> tuple[Path, bool, list[dict[str, Any]]]:
     watch = Stopwatch(progress)
     sj = tools.snarkjs
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=".ptau-") as tmp:
@@ -347,10 +370,18 @@ def ensure_zkey(
         return target, False, []
     if check_only:
         return target, True, []
+    with _cache_lock(target.parent, target.name):
+        if (target / ZKEY).is_file() and (target / VKEY).is_file():
+            return target, False, []
+        return _make_zkey(compiled, power, target, cache_dir, tools or Tools.from_kit(), progress)
+
+
+def _make_zkey(
+    compiled: Compiled, power: int, target: Path, cache_dir: Path | None, tools: Tools, progress: Progress
+) -> tuple[Path, bool, list[dict[str, Any]]]:
     if compiled.info and power < compiled.power:
         raise ArtifactsError(f"power {power} is too small for {compiled.info['constraints']} constraints")
     progress(DEV_ONLY_WARNING)
-    tools = tools or Tools.from_kit()
     ptau, _, stages = ensure_ptau(power, cache_dir, tools, progress)
     watch = Stopwatch(progress)
     watch.stages = list(stages)
