@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 # The BN254 (bn128) scalar field: every circuit signal is an element of it.
-BN254_R = 21888242871839275222246405745257275808548808495617
+BN254_R = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 
 MANIFEST = "manifest.json"
 WASM = "circuit.wasm"
@@ -680,7 +680,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     prove = sub.add_parser("prove", help="input JSON -> witness -> proof -> verification -> result files")
-    prove.add_argument("--circuit-dir", type=Path, required=True)
+    default_circuit = os.environ.get("ZK_PROVER_CIRCUIT_DIR")
+    prove.add_argument(
+        "--circuit-dir",
+        type=Path,
+        default=Path(default_circuit) if default_circuit else None,
+        required=not default_circuit,
+        help="circuit artifacts folder (default: $ZK_PROVER_CIRCUIT_DIR)",
+    )
     prove.add_argument("--input", required=True, help="input JSON file, or - for standard input")
     prove.add_argument(
         "--out", type=Path, required=True, help="folder for proof.json, public.json, result.json"
