@@ -259,3 +259,30 @@ def test_tampered_artifact_refused(circuit_dir: Path, toolchain: zk_prove.Toolch
             copy, json.dumps(valid_input()), tmp_path / "out", backend=AVAILABLE[0], tools=toolchain
         )
     assert_no_outputs(tmp_path / "out")
+
+
+def test_field_constant_is_bn254() -> None:
+    # r = 36u^4 + 36u^3 + 18u^2 + 6u + 1 with u = 4965661367192848881 (the BN254 parameter)
+    u = 4965661367192848881
+    assert 36 * u**4 + 36 * u**3 + 18 * u**2 + 6 * u + 1 == zk_prove.BN254_R
+
+
+SEMAPHORE = Path(__file__).resolve().parents[3] / "build" / "zk" / "semaphore20"
+
+
+@pytest.mark.skipif(not (SEMAPHORE / zk_prove.MANIFEST).is_file(), reason="Semaphore artifacts not built")
+def test_semaphore_proof_when_built(toolchain: zk_prove.Toolchain, tmp_path: Path) -> None:
+    gen = Path(__file__).resolve().parents[3] / "tools" / "zk" / "semaphore-input.js"
+    text = subprocess.run(
+        [str(toolchain.node), str(gen), "--members", "3", "--index", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = zk_prove.prove_job(SEMAPHORE, text, tmp_path, backend=AVAILABLE[0], tools=toolchain)
+    assert result.witness == "cpp"
+    assert snarkjs_verify(
+        toolchain, SEMAPHORE / zk_prove.VKEY, tmp_path / "public.json", tmp_path / "proof.json"
+    )
+    secret = json.loads(text)["secret"]
+    assert all(secret not in p.read_text() for p in tmp_path.iterdir() if p.is_file())
