@@ -1,4 +1,4 @@
-"""Jinja tests for the kit's input checks: `x is kit_host_address`, `x is kit_port`.
+"""Jinja tests (plugins/test/kit_tests.py) for the kit's input checks: `x is kit_host_address`, `x is kit_port`.
 
 The logic lives in plugins/module_utils/kit_validate.py, shared with the unit tests.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "module_utils"))
 
-from kit_validate import is_host_address, is_ip_address, is_port  # noqa: E402
+from kit_validate import is_host_address, is_ip_address, is_port
 
 
 class TestModule:
