@@ -1,0 +1,492 @@
+"""Launch, stop and inspect the TD guest (roles/td_host). Typed, standard library only.
+
+Two modes:
+
+- ``tdx``: a real Intel TDX host. QEMU with the ``tdx-guest`` object (quote-generation socket to the
+  host's QGS), a TDX firmware (TDVF), KVM, direct kernel boot. Written for real hosts; not runnable in
+  the lab (no TDX hardware).
+- ``lab``: the same image under QEMU TCG with a swtpm vTPM that carries an EK certificate signed by a
+  local CA kept in the run folder, user-mode networking whose forwards bind to 127.0.0.1 only, and the
+  SIMULATED TDX quote provider (``bin/tdx-sim-provider``) standing where the QGS would be. The provider
+  measures the very kernel, initrd and command line handed to QEMU, so a launch with another command line
+  yields another RTMR2. Every output of this mode says SIMULATED.
+
+State lives in ``run_dir``: ``launch.json`` (what was launched), pid files, the serial log (kept across
+stops, rotated to ``serial.log.1`` on the next start), the vTPM state and the swtpm CA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SIMULATED_NOTICE = (
+    "SIMULATED: lab launch under QEMU TCG with a host-controlled swtpm vTPM and the SIMULATED TDX quote "
+    "provider (test PKI). Not a TDX trust domain and not a security boundary."
+)
+MODES = ("lab", "tdx")
+PROCESSES = ("qemu", "swtpm", "provider")
+
+
+class TdHostError(RuntimeError):
+    """A launch problem; ``serial_tail`` holds the end of the guest's serial log when there is one."""
+
+    def __init__(self, message: str, serial_tail: str = "") -> None:
+        super().__init__(message)
+        self.serial_tail = serial_tail
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything that decides the guest that runs. Two equal specs mean the same guest."""
+
+    mode: str
+    image_dir: str
+    run_dir: str
+    cmdline: str
+    memory_mib: int = 2048
+    smp: int = 2
+    ssh_port: int = 2222
+    agent_port: int = 9002
+    provider_port: int = 8479
+    firmware: str = ""
+    qgs_socket: str = "/var/run/tdx-qgs/qgs.socket"
+    kit_root: str = ""
+    extra_qemu_args: tuple[str, ...] = field(default_factory=tuple)
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise TdHostError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        for name in ("ssh_port", "agent_port", "provider_port"):
+            port = getattr(self, name)
+            if not 1 <= port <= 65535:
+                raise TdHostError(f"{name} must be a TCP port (1-65535), not {port}")
+        if len({self.ssh_port, self.agent_port, self.provider_port}) != 3:
+            raise TdHostError("ssh_port, agent_port and provider_port must differ")
+        if self.memory_mib < 512 or self.smp < 1:
+            raise TdHostError("memory_mib must be >= 512 and smp >= 1")
+        if not self.cmdline.strip():
+            raise TdHostError("the kernel command line is empty")
+        if "\n" in self.cmdline:
+            raise TdHostError("the kernel command line must be one line")
+        if self.mode == "tdx" and not self.firmware:
+            raise TdHostError(
+                "mode tdx needs a TDX firmware (TDVF), e.g. /usr/share/ovmf/OVMF.inteltdx.ms.fd"
+            )
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+    @property
+    def run(self) -> Path:
+        return Path(self.run_dir)
+
+    @property
+    def image(self) -> Path:
+        return Path(self.image_dir)
+
+    def disk(self) -> tuple[Path, str]:
+        for name, fmt in (("disk.raw", "raw"), ("disk.qcow2", "qcow2")):
+            if (self.image / name).exists():
+                return self.image / name, fmt
+        raise TdHostError(f"no disk.raw or disk.qcow2 in {self.image_dir}: build the image first")
+
+
+def hostfwd(spec: LaunchSpec) -> str:
+    """User-mode networking forwards, bound to the host's loopback only."""
+    ssh = f"hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
+    return f"{ssh},hostfwd=tcp:127.0.0.1:{spec.agent_port}-:{spec.agent_port}"
+
+
+def qemu_argv(spec: LaunchSpec) -> list[str]:
+    """The QEMU command line for the spec (pure: no files are touched)."""
+    run = spec.run
+    argv = ["qemu-system-x86_64"]
+    if spec.mode == "tdx":
+        qgs = json.dumps({"type": "unix", "path": spec.qgs_socket})
+        tdx_object = json.dumps(
+            {"qom-type": "tdx-guest", "id": "tdx0", "quote-generation-socket": json.loads(qgs)},
+            separators=(",", ":"),
+        )
+        argv += [
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-machine",
+            "q35,kernel-irqchip=split,confidential-guest-support=tdx0,hpet=off",
+            "-object",
+            tdx_object,
+            "-bios",
+            spec.firmware,
+            "-nodefaults",
+        ]
+    else:
+        argv += ["-accel", "tcg,thread=multi,tb-size=256", "-cpu", "max", "-machine", "q35"]
+    argv += [
+        "-m",
+        f"{spec.memory_mib}M",
+        "-smp",
+        str(spec.smp),
+        "-display",
+        "none",
+        "-vga",
+        "none",
+        "-monitor",
+        "none",
+        "-kernel",
+        str(spec.image / "vmlinuz"),
+        "-initrd",
+        str(spec.image / "initrd.img"),
+        "-append",
+        spec.cmdline,
+        "-drive",
+        f"file={run / 'overlay.qcow2'},if=virtio,format=qcow2",
+        "-netdev",
+        f"user,id=n0,{hostfwd(spec)}",
+        "-device",
+        "virtio-net-pci,netdev=n0",
+    ]
+    if spec.mode == "lab":
+        argv += [
+            "-chardev",
+            f"socket,id=chrtpm,path={run / 'swtpm.sock'}",
+            "-tpmdev",
+            "emulator,id=tpm0,chardev=chrtpm",
+            "-device",
+            "tpm-tis,tpmdev=tpm0",
+        ]
+    argv += [
+        "-serial",
+        f"file:{run / 'serial.log'}",
+        "-pidfile",
+        str(run / "qemu.pid"),
+        "-daemonize",
+        *spec.extra_qemu_args,
+    ]
+    return argv
+
+
+def provider_argv(spec: LaunchSpec, python: str) -> list[str]:
+    """The SIMULATED provider measures what QEMU is given (kernel, initrd, command line, firmware)."""
+    argv = [
+        python,
+        str(Path(spec.kit_root) / "bin" / "tdx-sim-provider"),
+        "serve",
+        "--state",
+        str(spec.run / "tdx-sim"),
+        "--kernel",
+        str(spec.image / "vmlinuz"),
+        "--initrd",
+        str(spec.image / "initrd.img"),
+        "--cmdline",
+        spec.cmdline,
+        "--listen",
+        f"127.0.0.1:{spec.provider_port}",
+    ]
+    if spec.firmware:
+        argv += ["--firmware", spec.firmware]
+    return argv
+
+
+def swtpm_ca_files(run: Path) -> dict[str, Path]:
+    ca = run / "swtpm-ca"
+    return {
+        "dir": ca,
+        "setup_conf": ca / "swtpm_setup.conf",
+        "localca_conf": ca / "swtpm-localca.conf",
+        "localca_options": ca / "swtpm-localca.options",
+        "root": ca / "swtpm-localca-rootca-cert.pem",
+        "intermediate": ca / "issuercert.pem",
+    }
+
+
+def write_swtpm_ca_config(run: Path) -> dict[str, Path]:
+    """A swtpm-localca of our own in the run folder, so that its CA is known and kept with the guest."""
+    files = swtpm_ca_files(run)
+    ca = files["dir"]
+    ca.mkdir(parents=True, exist_ok=True, mode=0o700)
+    files["localca_conf"].write_text(
+        f"statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\n"
+        f"certserial = {ca}/certserial\n",
+        encoding="utf-8",
+    )
+    files["localca_options"].write_text(
+        "--platform-manufacturer tee-proof-kit-lab\n--platform-version 2.1\n--platform-model QEMU-TCG\n",
+        encoding="utf-8",
+    )
+    files["setup_conf"].write_text(
+        "create_certs_tool = /usr/bin/swtpm_localca\n"
+        f"create_certs_tool_config = {files['localca_conf']}\n"
+        f"create_certs_tool_options = {files['localca_options']}\n"
+        "active_pcr_banks = sha1,sha256\n",
+        encoding="utf-8",
+    )
+    return files
+
+
+def swtpm_setup_argv(run: Path) -> list[str]:
+    return [
+        "swtpm_setup",
+        "--tpm2",
+        "--tpmstate",
+        str(run / "tpm"),
+        "--create-ek-cert",
+        "--create-platform-cert",
+        "--lock-nvram",
+        "--pcr-banks",
+        "sha1,sha256",
+        "--config",
+        str(swtpm_ca_files(run)["setup_conf"]),
+        "--not-overwrite",
+    ]
+
+
+def swtpm_argv(run: Path) -> list[str]:
+    return [
+        "swtpm",
+        "socket",
+        "--tpm2",
+        "--tpmstate",
+        f"dir={run / 'tpm'}",
+        "--ctrl",
+        f"type=unixio,path={run / 'swtpm.sock'}",
+        "--terminate",
+        "--daemon",
+        "--pid",
+        f"file={run / 'swtpm.pid'}",
+        "--log",
+        f"file={run / 'swtpm.log'},level=1",
+    ]
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 else None
+
+
+def pid_alive(pid: int | None, expect: str = "") -> bool:
+    """The process exists (and its command line contains ``expect``: a recycled pid does not count)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if not expect:
+        return True
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return expect in cmd
+
+
+def process_state(run: Path) -> dict[str, bool]:
+    return {
+        "qemu": pid_alive(read_pid(run / "qemu.pid"), str(run / "overlay.qcow2")),
+        "swtpm": pid_alive(read_pid(run / "swtpm.pid"), str(run / "tpm")),
+        "provider": pid_alive(read_pid(run / "provider.pid"), "tdx-sim-provider"),
+    }
+
+
+def serial_tail(run: Path, lines: int = 40) -> str:
+    try:
+        text = (run / "serial.log").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no serial log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ssh_banner(port: int, timeout: float = 5.0) -> bool:
+    """True when something on the port speaks SSH (QEMU's forward accepts connections before sshd runs)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return sock.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def load_launch(run: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((run / "launch.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def status(spec: LaunchSpec) -> dict[str, Any]:
+    run = spec.run
+    procs = process_state(run)
+    launch = load_launch(run)
+    wanted = ("qemu", "swtpm", "provider") if spec.mode == "lab" else ("qemu",)
+    running = all(procs[p] for p in wanted)
+    result: dict[str, Any] = {
+        "running": running,
+        "processes": procs,
+        "matches_spec": running and launch.get("spec_digest") == spec.digest(),
+        "launched_cmdline": launch.get("cmdline", ""),
+        "ssh_port": spec.ssh_port,
+        "agent_port": spec.agent_port,
+        "serial_log": str(run / "serial.log"),
+        "simulated": spec.mode == "lab",
+        "notice": SIMULATED_NOTICE if spec.mode == "lab" else "TDX trust domain",
+        "ek_ca": {k: str(v) for k, v in swtpm_ca_files(run).items() if k in ("root", "intermediate")},
+        "provider_url_from_guest": f"http://10.0.2.2:{spec.provider_port}" if spec.mode == "lab" else "",
+    }
+    if running:
+        result["ssh_ready"] = ssh_banner(spec.ssh_port)
+    return result
+
+
+Runner = Callable[[Sequence[str]], None]
+
+
+def _run(argv: Sequence[str]) -> None:
+    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise TdHostError(f"{argv[0]} failed ({result.returncode}): {result.stderr.strip()[-1500:]}")
+
+
+def _kill(pidfile: Path, expect: str, grace: float = 20.0) -> bool:
+    pid = read_pid(pidfile)
+    if not pid_alive(pid, expect):
+        with contextlib.suppress(OSError):
+            pidfile.unlink()
+        return False
+    assert pid is not None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pid_alive(pid, expect) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if pid_alive(pid, expect):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        pidfile.unlink()
+    return True
+
+
+def stop(spec: LaunchSpec) -> bool:
+    """Stop QEMU, swtpm and the provider (idempotent). Keeps the serial log, the vTPM and its CA."""
+    run = spec.run
+    changed = _kill(run / "qemu.pid", str(run / "overlay.qcow2"))
+    changed = _kill(run / "swtpm.pid", str(run / "tpm")) or changed
+    changed = _kill(run / "provider.pid", "tdx-sim-provider", grace=5.0) or changed
+    for name in ("overlay.qcow2", "swtpm.sock"):
+        with contextlib.suppress(OSError):
+            (run / name).unlink()
+    return changed
+
+
+def _check_ports_free(spec: LaunchSpec) -> None:
+    ports = [spec.ssh_port, spec.agent_port] + ([spec.provider_port] if spec.mode == "lab" else [])
+    busy = [p for p in ports if port_open(p)]
+    if busy:
+        raise TdHostError(f"127.0.0.1 port(s) {busy} already in use: another guest or service is running")
+
+
+def start(spec: LaunchSpec, python: str, boot_timeout: float, runner: Runner = _run) -> dict[str, Any]:
+    """Start the guest unless the same spec already runs; wait for SSH. Returns status + ``changed``."""
+    spec.validate()
+    current = status(spec)
+    if current["running"] and current["matches_spec"]:
+        return {**current, "changed": False, "boot_seconds": 0.0}
+    stop(spec)
+    run = spec.run
+    run.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _check_ports_free(spec)
+    disk, fmt = spec.disk()
+    serial = run / "serial.log"
+    if serial.exists():
+        serial.replace(run / "serial.log.1")
+    if spec.mode == "lab":
+        write_swtpm_ca_config(run)
+        (run / "tpm").mkdir(exist_ok=True, mode=0o700)
+        if not (run / "tpm" / "tpm2-00.permall").exists():
+            runner(swtpm_setup_argv(run))
+        runner(swtpm_argv(run))
+        if not (run / "tdx-sim" / "collateral.json").exists():
+            runner(
+                [
+                    python,
+                    str(Path(spec.kit_root) / "bin" / "tdx-sim-provider"),
+                    "setup",
+                    "--state",
+                    str(run / "tdx-sim"),
+                ]
+            )
+        with open(run / "provider.log", "ab") as log:
+            proc = subprocess.Popen(
+                provider_argv(spec, python),
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        (run / "provider.pid").write_text(f"{proc.pid}\n", encoding="utf-8")
+    runner(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk), "-F", fmt, str(run / "overlay.qcow2")]
+    )
+    started = time.monotonic()
+    runner(qemu_argv(spec))
+    (run / "launch.json").write_text(
+        json.dumps(
+            {
+                "spec": asdict(spec),
+                "spec_digest": spec.digest(),
+                "cmdline": spec.cmdline,
+                "simulated": spec.mode == "lab",
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    while True:
+        procs = process_state(run)
+        if not procs["qemu"]:
+            raise TdHostError("QEMU exited before the guest answered SSH", serial_tail(run))
+        if spec.mode == "lab" and not procs["provider"]:
+            raise TdHostError(
+                "the SIMULATED TDX provider exited: "
+                + (run / "provider.log").read_text(errors="replace")[-800:],
+                serial_tail(run),
+            )
+        if ssh_banner(spec.ssh_port):
+            break
+        if time.monotonic() - started > boot_timeout:
+            tail = serial_tail(run)
+            stop(spec)
+            raise TdHostError(
+                f"the guest did not answer SSH on 127.0.0.1:{spec.ssh_port} within {boot_timeout:.0f} s", tail
+            )
+        time.sleep(3)
+    result = status(spec)
+    return {**result, "changed": True, "boot_seconds": round(time.monotonic() - started, 1)}

@@ -1,0 +1,178 @@
+#!/usr/bin/python
+"""Ansible module: start, stop or inspect the TD guest (logic in module_utils/e2e_td_host.py)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: td_host_guest
+short_description: Start, stop or report the TD guest (real TDX host or the SIMULATED lab launch)
+description:
+  - O(state=started) launches the guest unless the same launch (same spec) already runs, then waits
+    until its SSH port answers; a guest that does not come up fails with the tail of its serial log.
+  - O(state=stopped) stops QEMU, the vTPM and the SIMULATED provider; the serial log is kept.
+  - O(state=status) only reports.
+  - O(mode=lab) is SIMULATED (QEMU TCG, swtpm, test-PKI TDX quotes) and says so in every result.
+options:
+  state:
+    description: Wanted state.
+    type: str
+    choices: [started, stopped, status]
+    default: started
+  mode:
+    description: C(lab) (QEMU TCG + swtpm + SIMULATED TDX provider) or C(tdx) (real TDX host).
+    type: str
+    choices: [lab, tdx]
+    default: lab
+  image_dir:
+    description: Folder with vmlinuz, initrd.img and disk.raw (or disk.qcow2).
+    type: path
+    required: true
+  run_dir:
+    description: Folder for the overlay, pid files, serial log, vTPM state and its CA.
+    type: path
+    required: true
+  cmdline:
+    description: Kernel command line given to the guest.
+    type: str
+    required: true
+  memory_mib:
+    description: Guest memory (the SIMULATED provider's RTMR1 assumes 2048).
+    type: int
+    default: 2048
+  smp:
+    description: Guest vCPUs.
+    type: int
+    default: 2
+  ssh_port:
+    description: Loopback port forwarded to the guest's SSH.
+    type: int
+    default: 2222
+  agent_port:
+    description: Loopback port forwarded to the guest's Keylime agent (same port inside).
+    type: int
+    default: 9002
+  provider_port:
+    description: Loopback port of the SIMULATED TDX provider (the guest reaches it at 10.0.2.2).
+    type: int
+    default: 8479
+  firmware:
+    description: TDX firmware (TDVF) for O(mode=tdx); optional in the lab (changes the simulated MRTD).
+    type: str
+    default: ""
+  qgs_socket:
+    description: Unix socket of the host's quote generation service (O(mode=tdx)).
+    type: str
+    default: /var/run/tdx-qgs/qgs.socket
+  kit_root:
+    description: The kit's checkout (for bin/tdx-sim-provider).
+    type: path
+    required: true
+  python:
+    description: Python that runs the SIMULATED provider (needs cryptography and dcap-qvl).
+    type: path
+    required: true
+  boot_timeout:
+    description: Seconds to wait for SSH.
+    type: int
+    default: 420
+author:
+  - tee-proof-kit
+"""
+
+EXAMPLES = r"""
+- name: Launch the lab guest
+  td_host_guest:
+    image_dir: /work/main/build/image
+    run_dir: /work/main/build/td-host
+    cmdline: "{{ lookup('ansible.builtin.file', '/work/main/build/image/cmdline') }}"
+    kit_root: /work/main
+    python: /work/main/.venv/bin/python
+"""
+
+RETURN = r"""
+running:
+  description: QEMU (and in the lab swtpm and the provider) run.
+  returned: always
+  type: bool
+simulated:
+  description: True for the lab launch.
+  returned: always
+  type: bool
+serial_tail:
+  description: End of the serial log (on failure and for O(state=status)).
+  returned: when available
+  type: str
+"""
+
+from typing import Any  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.e2e_td_host import (  # noqa: E402
+    LaunchSpec,
+    TdHostError,
+    serial_tail,
+    start,
+    status,
+    stop,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "state": {"type": "str", "choices": ["started", "stopped", "status"], "default": "started"},
+            "mode": {"type": "str", "choices": ["lab", "tdx"], "default": "lab"},
+            "image_dir": {"type": "path", "required": True},
+            "run_dir": {"type": "path", "required": True},
+            "cmdline": {"type": "str", "required": True},
+            "memory_mib": {"type": "int", "default": 2048},
+            "smp": {"type": "int", "default": 2},
+            "ssh_port": {"type": "int", "default": 2222},
+            "agent_port": {"type": "int", "default": 9002},
+            "provider_port": {"type": "int", "default": 8479},
+            "firmware": {"type": "str", "default": ""},
+            "qgs_socket": {"type": "str", "default": "/var/run/tdx-qgs/qgs.socket"},
+            "kit_root": {"type": "path", "required": True},
+            "python": {"type": "path", "required": True},
+            "boot_timeout": {"type": "int", "default": 420},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    spec = LaunchSpec(
+        mode=p["mode"],
+        image_dir=p["image_dir"],
+        run_dir=p["run_dir"],
+        cmdline=p["cmdline"].strip(),
+        memory_mib=p["memory_mib"],
+        smp=p["smp"],
+        ssh_port=p["ssh_port"],
+        agent_port=p["agent_port"],
+        provider_port=p["provider_port"],
+        firmware=p["firmware"],
+        qgs_socket=p["qgs_socket"],
+        kit_root=p["kit_root"],
+    )
+    try:
+        spec.validate()
+        current = status(spec)
+        result: dict[str, Any]
+        if p["state"] == "status":
+            result = {**current, "changed": False, "serial_tail": serial_tail(spec.run)}
+        elif p["state"] == "stopped":
+            changed = any(current["processes"].values())
+            if changed and not module.check_mode:
+                stop(spec)
+            result = {**status(spec), "changed": changed}
+        elif module.check_mode:
+            result = {**current, "changed": not (current["running"] and current["matches_spec"])}
+        else:
+            result = start(spec, p["python"], float(p["boot_timeout"]))
+    except TdHostError as exc:
+        module.fail_json(msg=str(exc), serial_tail=exc.serial_tail, simulated=spec.mode == "lab")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""roles/td_host logic: the QEMU command line, validation, idempotent status/stop (no guest is booted)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import e2e_td_host as th
+import pytest
+
+
+def spec(tmp_path: Path, **kw: object) -> th.LaunchSpec:
+    image = tmp_path / "image"
+    image.mkdir(exist_ok=True)
+    (image / "disk.raw").write_bytes(b"\0" * 512)
+    base: dict[str, object] = {
+        "mode": "lab",
+        "image_dir": str(image),
+        "run_dir": str(tmp_path / "run"),
+        "cmdline": "root=/dev/vda rw console=ttyS0",
+        "kit_root": str(tmp_path),
+    }
+    base.update(kw)
+    return th.LaunchSpec(**base)  # type: ignore[arg-type]
+
+
+def test_lab_forwards_bind_to_loopback_only(tmp_path: Path) -> None:
+    argv = th.qemu_argv(spec(tmp_path))
+    netdev = argv[argv.index("-netdev") + 1]
+    forwards = [part for part in netdev.split(",") if part.startswith("hostfwd=")]
+    assert forwards == ["hostfwd=tcp:127.0.0.1:2222-:22", "hostfwd=tcp:127.0.0.1:9002-:9002"]
+    assert "0.0.0.0" not in " ".join(argv)
+    assert argv[1:3] == ["-accel", "tcg,thread=multi,tb-size=256"]
+    assert "tpm-tis,tpmdev=tpm0" in argv
+    assert argv[argv.index("-append") + 1] == "root=/dev/vda rw console=ttyS0"
+    assert any(a.startswith("file:") and a.endswith("serial.log") for a in argv)
+
+
+def test_tdx_mode_uses_tdx_guest_object_firmware_and_qgs(tmp_path: Path) -> None:
+    s = spec(tmp_path, mode="tdx", firmware="/usr/share/ovmf/OVMF.inteltdx.ms.fd", qgs_socket="/run/qgs.sock")
+    argv = th.qemu_argv(s)
+    obj = argv[argv.index("-object") + 1]
+    assert '"qom-type":"tdx-guest"' in obj and "/run/qgs.sock" in obj
+    assert "confidential-guest-support=tdx0" in argv[argv.index("-machine") + 1]
+    assert argv[argv.index("-bios") + 1].endswith("OVMF.inteltdx.ms.fd")
+    assert "tcg" not in " ".join(argv) and "tpm-tis" not in " ".join(argv)
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"mode": "kvm"}, "mode must be"),
+        ({"ssh_port": 0}, "ssh_port"),
+        ({"agent_port": 2222}, "must differ"),
+        ({"cmdline": "  "}, "empty"),
+        ({"cmdline": "a\nb"}, "one line"),
+        ({"mode": "tdx"}, "TDX firmware"),
+        ({"memory_mib": 64}, "memory_mib"),
+    ],
+)
+def test_bad_specs_are_refused(tmp_path: Path, kw: dict[str, object], needle: str) -> None:
+    with pytest.raises(th.TdHostError, match=needle):
+        spec(tmp_path, **kw).validate()
+
+
+def test_spec_digest_changes_with_the_command_line(tmp_path: Path) -> None:
+    a = spec(tmp_path)
+    b = spec(tmp_path, cmdline="root=/dev/vda rw console=ttyS0 kit.tamper=1")
+    assert a.digest() != b.digest()
+    assert a.digest() == spec(tmp_path).digest()
+
+
+def test_status_and_stop_of_nothing_are_idempotent(tmp_path: Path) -> None:
+    s = spec(tmp_path)
+    st = th.status(s)
+    assert st["running"] is False and st["simulated"] is True and "SIMULATED" in st["notice"]
+    assert th.stop(s) is False
+    assert th.stop(s) is False
+
+
+def test_recycled_pid_is_not_taken_for_our_process(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "qemu.pid").write_text(f"{os.getpid()}\n")  # a live pid that is not QEMU
+    assert th.process_state(run)["qemu"] is False
+    assert th.stop(spec(tmp_path)) is False
+    assert not (run / "qemu.pid").exists()
+
+
+def test_stop_kills_only_the_recorded_process(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(run / "overlay.qcow2")])
+    try:
+        (run / "qemu.pid").write_text(f"{proc.pid}\n")
+        assert th.process_state(run)["qemu"] is True
+        assert th.stop(spec(tmp_path)) is True
+        assert proc.wait(timeout=30) != 0
+    finally:
+        proc.kill()
+
+
+def test_failed_boot_reports_the_serial_tail(tmp_path: Path) -> None:
+    s = spec(tmp_path, ssh_port=47222, agent_port=47002, provider_port=47479)
+
+    def runner(argv: Sequence[str]) -> None:
+        if argv[0] == "qemu-system-x86_64":
+            (s.run / "serial.log").write_text("line1\nKernel panic - not syncing: VFS\n")
+            (s.run / "qemu.pid").write_text("999999999\n")  # QEMU "exited" at once
+
+    s_no_provider = th.LaunchSpec(**{**s.__dict__, "mode": "lab"})
+    monkey_popen = subprocess.Popen
+
+    class FakeProc:
+        pid = os.getpid()
+
+    try:
+        subprocess.Popen = lambda *a, **k: FakeProc()  # type: ignore[assignment,misc]
+        with pytest.raises(th.TdHostError) as err:
+            th.start(s_no_provider, sys.executable, boot_timeout=5, runner=runner)
+    finally:
+        subprocess.Popen = monkey_popen  # type: ignore[misc]
+    assert "QEMU exited" in str(err.value)
+    assert "Kernel panic" in err.value.serial_tail
+
+
+def test_swtpm_ca_config_is_private_to_the_run_folder(tmp_path: Path) -> None:
+    files = th.write_swtpm_ca_config(tmp_path / "run")
+    text = files["localca_conf"].read_text()
+    assert f"statedir = {tmp_path / 'run' / 'swtpm-ca'}" in text
+    assert "/var/lib/swtpm-localca" not in text
+    assert str(files["setup_conf"]) in th.swtpm_setup_argv(tmp_path / "run")
+    assert "--not-overwrite" in th.swtpm_setup_argv(tmp_path / "run")
