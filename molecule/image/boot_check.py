@@ -135,6 +135,8 @@ class Guest:
                 "emulator,id=tpm0,chardev=chrtpm",
                 "-device",
                 "tpm-tis,tpmdev=tpm0",
+                "-vga",
+                "none",
                 "-serial",
                 f"file:{self.serial}",
                 "-pidfile",
@@ -241,6 +243,33 @@ def lab_ca_pem() -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def check_agent(guest: Guest, report: dict[str, Any]) -> None:
+    """5. The Keylime agent starts with a delivered CA, reads the vTPM's EK and derives its UUID from it."""
+    ca = lab_ca_pem()
+    guest.ssh(
+        "install -d -m 0700 /var/lib/keylime/cv_ca && "
+        f"cat > /var/lib/keylime/cv_ca/cacert.crt <<'EOF'\n{ca}EOF"
+    )
+    guest.ssh("systemctl start keylime_agent")
+    deadline = time.monotonic() + 180
+    log = ""
+    while time.monotonic() < deadline:
+        log = guest.ssh("journalctl -u keylime_agent -b -o cat --no-pager", check=False).stdout
+        if "Agent UUID:" in log and ("registrar" in log.lower() or "Registration failed" in log):
+            break
+        time.sleep(5)
+    report["agent_log_tail"] = log.strip().splitlines()[-15:]
+    found = re.search(r"Agent UUID: ([0-9a-f]{64})", log)
+    if not found:
+        raise CheckError("the agent did not derive its UUID from the vTPM's EK; its log:\n" + log[-3000:])
+    ek_pem = guest.ssh("tpm2_readpublic -Q -c 0x81010001 -f pem -o /dev/stdout").stdout
+    ek_uuid = hashlib.sha256(ek_pem.encode()).hexdigest()
+    report["agent_uuid"] = found.group(1)
+    report["agent_uuid_is_sha256_of_vtpm_ek"] = found.group(1) == ek_uuid
+    if found.group(1) != ek_uuid:
+        raise CheckError(f"agent UUID {found.group(1)} is not SHA-256 of the EK ({ek_uuid})")
+
+
 def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
     cmdline = (image_dir / "cmdline").read_text()
     running = guest.ssh("cat /proc/cmdline").stdout.strip()
@@ -263,6 +292,9 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
         f"echo measured-{tag} > {measured}; chown $owner {measured}; "
         f"echo unmeasured-{tag} > {unmeasured}; cat {measured} {unmeasured} >/dev/null"
     )
+
+    # 5 before 3 and 4, so that the files the agent ran are in the log that is checked.
+    check_agent(guest, report)
 
     # 3. PCR first, then the log
     out = guest.ssh(
@@ -317,31 +349,6 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
             "measured files the runtime policy does not accept:\n  " + "\n  ".join(problems[:40])
         )
 
-    # 5. the Keylime agent and the vTPM
-    ca = lab_ca_pem()
-    guest.ssh(
-        "install -d -m 0700 /var/lib/keylime/cv_ca && "
-        f"cat > /var/lib/keylime/cv_ca/cacert.crt <<'EOF'\n{ca}EOF"
-    )
-    guest.ssh("systemctl start keylime_agent")
-    deadline = time.monotonic() + 180
-    log = ""
-    while time.monotonic() < deadline:
-        log = guest.ssh("journalctl -u keylime_agent -b -o cat --no-pager", check=False).stdout
-        if "Agent UUID:" in log and ("registrar" in log.lower() or "Registration failed" in log):
-            break
-        time.sleep(5)
-    report["agent_log_tail"] = log.strip().splitlines()[-15:]
-    found = re.search(r"Agent UUID: ([0-9a-f]{64})", log)
-    if not found:
-        raise CheckError("the agent did not derive its UUID from the vTPM's EK; its log:\n" + log[-3000:])
-    ek_pem = guest.ssh("tpm2_readpublic -Q -c 0x81010001 -f pem -o /dev/stdout").stdout
-    ek_uuid = hashlib.sha256(ek_pem.encode()).hexdigest()
-    report["agent_uuid"] = found.group(1)
-    report["agent_uuid_is_sha256_of_vtpm_ek"] = found.group(1) == ek_uuid
-    if found.group(1) != ek_uuid:
-        raise CheckError(f"agent UUID {found.group(1)} is not SHA-256 of the EK ({ek_uuid})")
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -353,6 +360,7 @@ def main() -> int:
     ap.add_argument("--smp", default="2")
     ap.add_argument("--keep", action="store_true", help="keep the guest running (debugging)")
     args = ap.parse_args()
+    args.image_dir = args.image_dir.resolve()
     print(f"[boot-check] {SIMULATED}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="kit-boot-"))
     guest = Guest(args.image_dir, work, args.key, args.memory, args.smp)

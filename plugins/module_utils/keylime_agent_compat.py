@@ -7,7 +7,12 @@ keylime 6.5.3 is the last release with the Python agent. A 7.14.3 registrar reje
 2. when the TPM has an EK certificate the agent sends only ``ekcert``, while 7.x also requires ``ek_tpm``
    (the EK public area), which 6.5.3 sends only when there is no certificate.
 
-This launcher fixes both at import time, from outside keylime: it wraps
+A third fix is needed on Debian trixie's kernel whatever the registrar: 6.5.3 parses
+``platform.release().split("-")[0]`` as dot-separated integers and crashes on "6.12.117+deb13-amd64".
+The agent module is given a ``platform`` whose ``release()`` starts with the numeric version
+("6.12.117-deb13-amd64"); everything else is the real ``platform`` module.
+
+This launcher fixes them at import time, from outside keylime: it wraps
 ``keylime.registrar_client.RequestsClient`` (adds the header to POST/PUT and ``ek_tpm`` to the
 registration body) and ``keylime.registrar_client.doRegisterAgent`` (remembers the ``ek_tpm`` the agent
 passes), then runs the agent's normal entry point. Nothing in site-packages is edited; the wheel's
@@ -22,6 +27,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import json
+import platform
+import re
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
@@ -95,12 +102,38 @@ def patch_registrar_client(module: ModuleType) -> bool:
     return True
 
 
+def numeric_release(release: str) -> str:
+    """Put the numeric kernel version first: '6.12.117+deb13-amd64' -> '6.12.117-deb13-amd64'."""
+    match = re.match(r"\d+(?:\.\d+)*", release)
+    if match is None:
+        return "0-" + release
+    rest = release[match.end() :].lstrip("+-.")
+    return match.group(0) + ("-" + rest if rest else "")
+
+
+class _PlatformShim:
+    """The real ``platform`` module, except that ``release()`` starts with a numeric version."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(platform, name)
+
+    @staticmethod
+    def release() -> str:
+        return numeric_release(platform.release())
+
+
+def patch_agent_module(module: ModuleType) -> None:
+    """Give ``keylime.keylime_agent`` a ``platform`` whose release() it can parse."""
+    setattr(module, "platform", _PlatformShim())  # noqa: B010
+
+
 def main() -> int:
     """Patch keylime's registrar client, then run keylime 6.5.3's agent entry point."""
     import importlib
 
     registrar_client = importlib.import_module("keylime.registrar_client")
     patch_registrar_client(registrar_client)
+    patch_agent_module(importlib.import_module("keylime.keylime_agent"))
     agent = importlib.import_module("keylime.cmd.agent")
     agent.main()
     return 0

@@ -59,3 +59,21 @@ def check_files(policy: dict[str, Any], root: str | Path, paths: Iterable[str]) 
         elif true not in listed:
             problems.append(f"{path}: policy lists {listed}, file has {true}")
     return problems
+
+
+def flat_allowlist(root: str | Path, dirs: Iterable[str], aliases: dict[str, list[str]] | None = None) -> str:
+    """A flat allowlist ("sha256  path" lines, as keylime-policy's ``--allowlist`` reads) for
+
+    * every regular file under ``dirs`` of the image at ``root``: keylime-policy's ``--rootfs`` lists only
+      files owned by root, while the kit's measured data files have their own owner (IMA matches by owner);
+    * ``aliases``: in-image files that IMA also sees under another path, e.g. ``/etc/fstab`` read by the
+      initramfs as ``/root/etc/fstab`` before the switch to the real root.
+    """
+    lines: set[str] = set()
+    for directory in dirs:
+        for path in files_under(root, directory):
+            lines.add(f"{sha256_file(Path(root) / path.lstrip('/'))}  {path}")
+    for source, seen_as in (aliases or {}).items():
+        digest = sha256_file(Path(root) / source.lstrip("/"))
+        lines.update(f"{digest}  {alias}" for alias in seen_as)
+    return "".join(f"{line}\n" for line in sorted(lines, key=lambda x: x.split("  ", 1)[1]))

@@ -120,3 +120,24 @@ def test_helpers() -> None:
     assert compat.add_ek_tpm('{"ek_tpm": "A"}', "B") == '{"ek_tpm": "A"}'
     assert compat.add_ek_tpm("{}", None) == "{}"
     assert compat.with_json_content_type(None) == {"Content-Type": "application/json"}
+
+
+def test_numeric_release() -> None:
+    assert compat.numeric_release("6.12.117+deb13-amd64") == "6.12.117-deb13-amd64"
+    assert compat.numeric_release("6.8.0-45-generic") == "6.8.0-45-generic"
+    assert compat.numeric_release("6.12.0") == "6.12.0"
+    assert compat.numeric_release("weird") == "0-weird"
+    for rel in ("6.12.117+deb13-amd64", "5.4.0-1-x"):
+        version = compat.numeric_release(rel).split("-")[0].split(".")
+        assert all(part.isdigit() for part in version)
+
+
+def test_agent_module_gets_parsable_release(monkeypatch: Any) -> None:
+    import platform
+
+    mod = types.ModuleType("keylime.keylime_agent")
+    mod.platform = platform  # type: ignore[attr-defined]
+    monkeypatch.setattr(platform, "release", lambda: "6.12.117+deb13-amd64")
+    compat.patch_agent_module(mod)
+    assert mod.platform.release() == "6.12.117-deb13-amd64"
+    assert mod.platform.system() == platform.system()

@@ -58,3 +58,14 @@ def test_load_rejects_non_policy(tmp_path: Path) -> None:
     p.write_text(json.dumps({"x": 1}))
     with pytest.raises(ValueError):
         runtime_policy.load(p)
+
+
+def test_flat_allowlist_lists_files_and_aliases(image: Path) -> None:
+    (image / "etc").mkdir()
+    (image / "etc/fstab").write_text("# empty\n")
+    text = runtime_policy.flat_allowlist(image, ["/opt/zk-prover"], {"/etc/fstab": ["/root/etc/fstab"]})
+    lines = text.splitlines()
+    assert f"{hashlib.sha256(b'zkey').hexdigest()}  /opt/zk-prover/circuits/c.zkey" in lines
+    fstab = hashlib.sha256(b"# empty\n").hexdigest()
+    assert f"{fstab}  /root/etc/fstab" in lines
+    assert len(lines) == 3
