@@ -1,4 +1,4 @@
-"""Jinja tests (plugins/test/kit_tests.py) for the kit's input checks: `x is kit_host_address`, `x is kit_port`.
+"""Jinja tests for the kit's input checks: `x is kit_host_address`, `x is kit_port`.
 
 The logic lives in plugins/module_utils/kit_validate.py, shared with the unit tests.
 """
