@@ -1,0 +1,79 @@
+#!/usr/bin/python
+"""Ansible module: write the phase table of playbooks/prove.yml as JSON (logic: e2e_report.py)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: e2e_phase_report
+short_description: Write the prove.yml phase table (Keylime, TDX, delivery, proving, total)
+description:
+  - Turns controller timestamps and the prover time measured in the guest into phase durations, writes
+    them as JSON and returns the table as text.
+options:
+  path:
+    description: JSON file to write.
+    type: path
+    required: true
+  times:
+    description: Unix timestamps start, tdx_done, keylime_start, keylime_done, delivered, fetched, verified.
+    type: dict
+    required: true
+  guest_proving_seconds:
+    description: Proving time measured inside the guest.
+    type: float
+    required: true
+  simulated:
+    description: The run used the SIMULATED lab (said in the table).
+    type: bool
+    default: false
+author:
+  - tee-proof-kit
+"""
+
+EXAMPLES = r"""
+- name: Write the phase table
+  e2e_phase_report:
+    path: /work/main/build/e2e/phases.json
+    times: {start: 1.0, tdx_done: 2.0, keylime_start: 3.0, keylime_done: 5.0,
+            delivered: 6.0, fetched: 20.0, verified: 21.0}
+    guest_proving_seconds: 12.5
+"""
+
+RETURN = r"""
+table:
+  description: The phase table as text.
+  returned: success
+  type: str
+phases:
+  description: Phase names and seconds.
+  returned: success
+  type: list
+  elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.e2e_report import ReportError, write_report  # noqa: E402
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "times": {"type": "dict", "required": True},
+            "guest_proving_seconds": {"type": "float", "required": True},
+            "simulated": {"type": "bool", "default": False},
+        },
+        supports_check_mode=False,
+    )
+    p = module.params
+    try:
+        times = {k: float(v) for k, v in p["times"].items()}
+        report = write_report(p["path"], times, p["guest_proving_seconds"], p["simulated"])
+    except (ReportError, ValueError, TypeError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=True, table=report["table"], phases=report["phases"], simulated=p["simulated"])
+
+
+if __name__ == "__main__":
+    main()
