@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,6 +96,12 @@ def test_stop_kills_only_the_recorded_process(tmp_path: Path) -> None:
     run.mkdir()
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(run / "overlay.qcow2")])
     try:
+        # Popen returns before the child's /proc/PID/cmdline shows the new program (vfork + exec)
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        for _ in range(100):
+            if b"overlay.qcow2" in cmdline.read_bytes():
+                break
+            time.sleep(0.05)
         (run / "qemu.pid").write_text(f"{proc.pid}\n")
         assert th.process_state(run)["qemu"] is True
         assert th.stop(spec(tmp_path)) is True
