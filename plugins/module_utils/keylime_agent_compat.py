@@ -64,7 +64,13 @@ def add_ek_tpm(body: str | bytes, ek_tpm: str | None) -> str | bytes:
 
 
 def _ek_tpm_argument(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
+    """The agent's ``ek_tpm`` as text. 6.5.3 passes ``base64.b64encode(ek)``, i.e. bytes of base64 text."""
     value = kwargs.get("ek_tpm", args[EK_TPM_POSITION] if len(args) > EK_TPM_POSITION else None)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
     return value if isinstance(value, str) else None
 
 

@@ -79,6 +79,14 @@ def test_ek_tpm_passed_by_keyword() -> None:
     assert json.loads(mod.calls[0][2]["data"])["ek_tpm"] == "EK2"
 
 
+def test_ek_tpm_as_base64_bytes_like_6_5_3() -> None:
+    """keylime 6.5.3's agent passes ek_tpm = base64.b64encode(ek): bytes, which the e2e run caught."""
+    mod = fake_registrar_client()
+    compat.patch_registrar_client(mod)
+    mod.doRegisterAgent("h", "1", "a", b"RUtQVUI=", "CERT", "A")
+    assert json.loads(mod.calls[0][2]["data"])["ek_tpm"] == "RUtQVUI="
+
+
 def test_emulator_body_unchanged() -> None:
     mod = fake_registrar_client()
     compat.patch_registrar_client(mod)
