@@ -1,19 +1,7 @@
 pragma circom 2.1.0;
 
-// Tiny test circuit for the kit's unit tests: proves knowledge of two private factors a, b whose product
-// is the public input c, and outputs a Poseidon-free digest d = a + b * pad[0] + pad[1].
-// `a * b === c` makes an input with the wrong product violate the constraints.
-template MultiplierCheck() {
-    signal input a;
-    signal input b;
-    signal input c;
-    signal input pad[2];
-    signal output d;
-
-    signal ab <== a * b;
-    ab === c;
-    signal t <== b * pad[0];
-    d <== a + t + pad[1];
-}
+// Tiny test circuit for the kit's tests. Its template is found through an include path
+// (circuits/test/lib), as Semaphore's are, so that the tests exercise include resolution too.
+include "multiplier_check.circom";
 
 component main {public [c]} = MultiplierCheck();

@@ -130,6 +130,16 @@ def _run(argv: Sequence[str], what: str, cwd: Path | None = None, timeout: float
     return done.stdout
 
 
+def circom_workdir(paths: Sequence[Path]) -> Path:
+    """The working directory for circom2: the deepest folder that holds every path it is given.
+
+    circom2 runs under WASI and rewrites each path relative to its working directory; a path that has to
+    climb out of it with ``..`` (an include path above the working directory) is not found. From the
+    common ancestor every path is a plain descendant, whatever folder the caller was started from.
+    """
+    return Path(os.path.commonpath([str(Path(p).resolve()) for p in paths]))
+
+
 class Stopwatch:
     """Stage timings with progress lines ("stage ... done in N s")."""
 
@@ -264,7 +274,8 @@ def compile_circuit(
             argv += ["-l", str(inc)]
         if cpp:
             argv.append("--c")
-        watch.run(f"compile {main.name} ({compiler} {optimize})", lambda: _run(argv, "circom2"))
+        cwd = circom_workdir([main, *includes, work])
+        watch.run(f"compile {main.name} ({compiler} {optimize})", lambda: _run(argv, "circom2", cwd))
         stem = main.stem
         out = work / "out"
         out.mkdir()

@@ -13,6 +13,8 @@ import zk_prove
 ROOT = Path(__file__).resolve().parents[3]
 TOOLS = ROOT / "tools" / "zk" / "node_modules"
 MULTIPLIER = ROOT / "circuits" / "test" / "multiplier.circom"
+# The tiny circuit's template is reached through this include path (as Semaphore's are).
+MULTIPLIER_INCLUDES = [ROOT / "circuits" / "test" / "lib"]
 ENTRYPOINT = ROOT / "plugins" / "module_utils" / "zk_prove.py"
 # Values a test input carries; no output of the entrypoint may ever contain them.
 SECRET_A = 987654321987
@@ -39,7 +41,9 @@ def cache_dir() -> Path:
 @pytest.fixture(scope="session")
 def circuit_dir(tools: zk_artifacts.Tools, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("artifacts") / "multiplier"
-    zk_artifacts.build_dev_artifacts(MULTIPLIER, out, name="multiplier", cache_dir=cache_dir, tools=tools)
+    zk_artifacts.build_dev_artifacts(
+        MULTIPLIER, out, MULTIPLIER_INCLUDES, name="multiplier", cache_dir=cache_dir, tools=tools
+    )
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import zk_artifacts
 import zk_prove
-from conftest import MULTIPLIER
+from conftest import MULTIPLIER, MULTIPLIER_INCLUDES
 
 
 def test_power_from_constraints() -> None:
@@ -40,7 +40,7 @@ def test_rerun_with_unchanged_inputs_does_no_work(
 
     monkeypatch.setattr(zk_artifacts, "_run", no_tools)
     result = zk_artifacts.build_dev_artifacts(
-        MULTIPLIER, circuit_dir, name="multiplier", cache_dir=cache_dir, tools=tools
+        MULTIPLIER, circuit_dir, MULTIPLIER_INCLUDES, name="multiplier", cache_dir=cache_dir, tools=tools
     )
     assert result["changed"] is False
     assert result["stages"] == []
