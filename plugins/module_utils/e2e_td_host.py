@@ -12,15 +12,20 @@ Two modes:
   yields another RTMR2. Every output of this mode says SIMULATED.
 
 State lives in ``run_dir``: ``launch.json`` (what was launched), pid files, the serial log (kept across
-stops, rotated to ``serial.log.1`` on the next start), the vTPM state and the swtpm CA.
+stops, rotated to ``serial.log.1`` on the next start), the vTPM state and the swtpm CA. Every port and
+folder comes from the spec, so two launches with their own run folders and ports (two labs on one
+machine) never meet: the guest reaches its own registrar through a forward of its own launch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,7 +63,15 @@ class LaunchSpec:
     smp: int = 2
     ssh_port: int = 2222
     agent_port: int = 9002
+    agent_guest_port: int = 9002
     provider_port: int = 8479
+    # The guest reaches its registrar at registrar_guest_ip:registrar_guest_port, an address of QEMU's user
+    # network that this launch forwards to registrar_host:registrar_port (guestfwd). One image thus serves
+    # every lab on a machine, each with its own registrar port.
+    registrar_host: str = "127.0.0.1"
+    registrar_port: int = 8890
+    registrar_guest_ip: str = "10.0.2.100"
+    registrar_guest_port: int = 8890
     firmware: str = ""
     qgs_socket: str = "/var/run/tdx-qgs/qgs.socket"
     kit_root: str = ""
@@ -67,12 +80,23 @@ class LaunchSpec:
     def validate(self) -> None:
         if self.mode not in MODES:
             raise TdHostError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        for name in ("ssh_port", "agent_port", "provider_port"):
+        ports = (
+            "ssh_port",
+            "agent_port",
+            "agent_guest_port",
+            "provider_port",
+            "registrar_port",
+            "registrar_guest_port",
+        )
+        for name in ports:
             port = getattr(self, name)
             if not 1 <= port <= 65535:
                 raise TdHostError(f"{name} must be a TCP port (1-65535), not {port}")
-        if len({self.ssh_port, self.agent_port, self.provider_port}) != 3:
-            raise TdHostError("ssh_port, agent_port and provider_port must differ")
+        if len({self.ssh_port, self.agent_port, self.provider_port, self.registrar_port}) != 4:
+            raise TdHostError("ssh_port, agent_port, provider_port and registrar_port must differ")
+        check_guest_forward_ip(self.registrar_guest_ip)
+        if not re.fullmatch(r"[A-Za-z0-9.:-]+", self.registrar_host):
+            raise TdHostError(f"registrar_host must be an address or host name, not {self.registrar_host!r}")
         if self.memory_mib < 512 or self.smp < 1:
             raise TdHostError("memory_mib must be >= 512 and smp >= 1")
         if not self.cmdline.strip():
@@ -102,10 +126,36 @@ class LaunchSpec:
         raise TdHostError(f"no disk.raw or disk.qcow2 in {self.image_dir}: build the image first")
 
 
+# QEMU's user network: 10.0.2.2 is the host, 10.0.2.3 the DNS server, 10.0.2.15 the guest's DHCP address.
+USER_NET = ipaddress.ip_network("10.0.2.0/24")
+USER_NET_TAKEN = {
+    ipaddress.ip_address(a) for a in ("10.0.2.0", "10.0.2.2", "10.0.2.3", "10.0.2.15", "10.0.2.255")
+}
+
+
+def check_guest_forward_ip(value: str) -> None:
+    """A guestfwd address must be a free address of QEMU's user network (not the host, DNS or guest)."""
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        raise TdHostError(f"registrar_guest_ip must be an IPv4 address, not {value!r}") from None
+    if addr not in USER_NET or addr in USER_NET_TAKEN:
+        raise TdHostError(
+            f"registrar_guest_ip must be a free address of QEMU's user network {USER_NET} "
+            f"(not {', '.join(sorted(str(a) for a in USER_NET_TAKEN))}), not {value}"
+        )
+
+
 def hostfwd(spec: LaunchSpec) -> str:
-    """User-mode networking forwards, bound to the host's loopback only."""
+    """User-mode networking forwards: host->guest bound to the host's loopback only, guest->registrar."""
     ssh = f"hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
-    return f"{ssh},hostfwd=tcp:127.0.0.1:{spec.agent_port}-:{spec.agent_port}"
+    agent = f"hostfwd=tcp:127.0.0.1:{spec.agent_port}-:{spec.agent_guest_port}"
+    # One netcat per connection the guest opens (slirp runs the command with the connection on stdin/stdout).
+    registrar = (
+        f"guestfwd=tcp:{spec.registrar_guest_ip}:{spec.registrar_guest_port}"
+        f"-cmd:nc -N {spec.registrar_host} {spec.registrar_port}"
+    )
+    return f"{ssh},{agent},{registrar}"
 
 
 def qemu_argv(spec: LaunchSpec) -> list[str]:
@@ -421,6 +471,10 @@ def start(spec: LaunchSpec, python: str, boot_timeout: float, runner: Runner = _
     run = spec.run
     run.mkdir(parents=True, exist_ok=True, mode=0o700)
     _check_ports_free(spec)
+    if shutil.which("nc") is None:
+        raise TdHostError(
+            "netcat (nc) is missing: the registrar forward needs it (apt-get install netcat-openbsd)"
+        )
     disk, fmt = spec.disk()
     serial = run / "serial.log"
     if serial.exists():

@@ -49,13 +49,35 @@ options:
     type: int
     default: 2222
   agent_port:
-    description: Loopback port forwarded to the guest's Keylime agent (same port inside).
+    description: Loopback port forwarded to the guest's Keylime agent.
+    type: int
+    default: 9002
+  agent_guest_port:
+    description: The port the agent listens on inside the guest (the image's C(keylime_agent_port)).
     type: int
     default: 9002
   provider_port:
     description: Loopback port of the SIMULATED TDX provider (the guest reaches it at 10.0.2.2).
     type: int
     default: 8479
+  registrar_host:
+    description: Where the host forwards the guest's registrar connections (the client side's registrar).
+    type: str
+    default: 127.0.0.1
+  registrar_port:
+    description: The registrar's port on O(registrar_host).
+    type: int
+    default: 8890
+  registrar_guest_ip:
+    description: >-
+      Address of QEMU's user network at which the guest finds its registrar (the image's
+      C(keylime_agent_registrar_ip)); forwarded to O(registrar_host):O(registrar_port).
+    type: str
+    default: 10.0.2.100
+  registrar_guest_port:
+    description: Port at which the guest finds its registrar (the image's C(keylime_agent_registrar_port)).
+    type: int
+    default: 8890
   firmware:
     description: TDX firmware (TDVF) for O(mode=tdx); optional in the lab (changes the simulated MRTD).
     type: str
@@ -130,7 +152,12 @@ def main() -> None:
             "smp": {"type": "int", "default": 2},
             "ssh_port": {"type": "int", "default": 2222},
             "agent_port": {"type": "int", "default": 9002},
+            "agent_guest_port": {"type": "int", "default": 9002},
             "provider_port": {"type": "int", "default": 8479},
+            "registrar_host": {"type": "str", "default": "127.0.0.1"},
+            "registrar_port": {"type": "int", "default": 8890},
+            "registrar_guest_ip": {"type": "str", "default": "10.0.2.100"},
+            "registrar_guest_port": {"type": "int", "default": 8890},
             "firmware": {"type": "str", "default": ""},
             "qgs_socket": {"type": "str", "default": "/var/run/tdx-qgs/qgs.socket"},
             "kit_root": {"type": "path", "required": True},
@@ -149,7 +176,12 @@ def main() -> None:
         smp=p["smp"],
         ssh_port=p["ssh_port"],
         agent_port=p["agent_port"],
+        agent_guest_port=p["agent_guest_port"],
         provider_port=p["provider_port"],
+        registrar_host=p["registrar_host"],
+        registrar_port=p["registrar_port"],
+        registrar_guest_ip=p["registrar_guest_ip"],
+        registrar_guest_port=p["registrar_guest_port"],
         firmware=p["firmware"],
         qgs_socket=p["qgs_socket"],
         kit_root=p["kit_root"],

@@ -121,8 +121,8 @@ BAD_VARIABLES = [
 ]
 
 
-@pytest.mark.parametrize(("extra", "name"), BAD_VARIABLES, ids=[n for _, n in BAD_VARIABLES])
-def test_bad_variable_fails_validation_naming_it(extra: dict[str, object], name: str) -> None:
+def client_side(extra: dict[str, object], check: bool) -> subprocess.CompletedProcess[str]:
+    """playbooks/client-side.yml against the scenario's container, with extra variables."""
     import json
 
     inventory = (
@@ -134,7 +134,7 @@ def test_bad_variable_fails_validation_naming_it(extra: dict[str, object], name:
     with tempfile.NamedTemporaryFile("w", suffix=".yml") as inv:
         inv.write(inventory)
         inv.flush()
-        res = subprocess.run(
+        return subprocess.run(
             [
                 "ansible-playbook",
                 "-i",
@@ -142,14 +142,19 @@ def test_bad_variable_fails_validation_naming_it(extra: dict[str, object], name:
                 str(PROJECT / "playbooks/client-side.yml"),
                 "-e",
                 json.dumps(extra),
-                "--check",
-            ],
+            ]
+            + (["--check"] if check else []),
             capture_output=True,
             text=True,
             cwd=PROJECT,
             check=False,
             env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
         )
+
+
+@pytest.mark.parametrize(("extra", "name"), BAD_VARIABLES, ids=[n for _, n in BAD_VARIABLES])
+def test_bad_variable_fails_validation_naming_it(extra: dict[str, object], name: str) -> None:
+    res = client_side(extra, check=True)
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert name in out
@@ -158,3 +163,32 @@ def test_bad_variable_fails_validation_naming_it(extra: dict[str, object], name:
     if name.startswith("keylime_server_"):
         # the first role stops at its validation: nothing of the installation ran
         assert "keylime_common : Install" not in out
+
+
+def test_a_port_held_by_another_process_fails_the_role_with_the_reason(host) -> None:
+    """The verifier cannot bind its port: the role must fail saying so, not report an active service."""
+    port = 18881
+    host.check_output(f"systemd-run --unit kit-port-squatter python3 -m http.server {port} --bind 127.0.0.1")
+    try:
+        for _ in range(20):
+            if host.socket(f"tcp://127.0.0.1:{port}").is_listening:
+                break
+            time.sleep(0.5)
+        res = client_side(
+            {
+                "keylime_server_verifier_port": port,
+                "keylime_tenant_verifier_port": port,
+                "keylime_server_start_timeout": 10,
+            },
+            check=False,
+        )
+        out = res.stdout + res.stderr
+        assert res.returncode != 0
+        assert "keylime_verifier" in out and "does not serve its ports" in out
+        assert f"port {port} is held by pid" in out
+    finally:
+        host.run("systemctl stop kit-port-squatter")
+        # put the scenario's own configuration back (and show that the role then passes its own check)
+        restored = client_side({}, check=False)
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert host.socket("tcp://127.0.0.1:8881").is_listening

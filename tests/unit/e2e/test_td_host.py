@@ -33,6 +33,8 @@ def test_lab_forwards_bind_to_loopback_only(tmp_path: Path) -> None:
     netdev = argv[argv.index("-netdev") + 1]
     forwards = [part for part in netdev.split(",") if part.startswith("hostfwd=")]
     assert forwards == ["hostfwd=tcp:127.0.0.1:2222-:22", "hostfwd=tcp:127.0.0.1:9002-:9002"]
+    guest = [part for part in netdev.split(",") if part.startswith("guestfwd=")]
+    assert guest == ["guestfwd=tcp:10.0.2.100:8890-cmd:nc -N 127.0.0.1 8890"]
     assert "0.0.0.0" not in " ".join(argv)
     assert argv[1:3] == ["-accel", "tcg,thread=multi,tb-size=256"]
     assert "tpm-tis,tpmdev=tpm0" in argv
@@ -60,11 +62,41 @@ def test_tdx_mode_uses_tdx_guest_object_firmware_and_qgs(tmp_path: Path) -> None
         ({"cmdline": "a\nb"}, "one line"),
         ({"mode": "tdx"}, "TDX firmware"),
         ({"memory_mib": 64}, "memory_mib"),
+        ({"registrar_port": 2222}, "must differ"),
+        ({"registrar_port": 70000}, "registrar_port"),
+        ({"registrar_guest_ip": "10.0.2.2"}, "free address"),
+        ({"registrar_guest_ip": "10.0.3.100"}, "free address"),
+        ({"registrar_guest_ip": "registrar"}, "IPv4 address"),
+        ({"registrar_host": "127.0.0.1 -e /bin/sh"}, "registrar_host"),
     ],
 )
 def test_bad_specs_are_refused(tmp_path: Path, kw: dict[str, object], needle: str) -> None:
     with pytest.raises(th.TdHostError, match=needle):
         spec(tmp_path, **kw).validate()
+
+
+def test_two_labs_share_no_port_or_folder(tmp_path: Path) -> None:
+    """A second lab (the test scenarios') forwards to its own registrar and binds its own ports."""
+    site = spec(tmp_path, run_dir=str(tmp_path / "lab" / "site"))
+    e2e = spec(
+        tmp_path,
+        run_dir=str(tmp_path / "lab" / "e2e"),
+        ssh_port=12222,
+        agent_port=19002,
+        provider_port=18479,
+        registrar_port=18890,
+    )
+    a, b = th.qemu_argv(site), th.qemu_argv(e2e)
+    assert "nc -N 127.0.0.1 18890" in b[b.index("-netdev") + 1]
+    assert "nc -N 127.0.0.1 8890" in a[a.index("-netdev") + 1]
+    # the guest side is the same for both: one image serves both labs
+    assert "guestfwd=tcp:10.0.2.100:8890-" in b[b.index("-netdev") + 1]
+    assert {a[a.index("-pidfile") + 1], b[b.index("-pidfile") + 1]} == {
+        str(tmp_path / "lab" / "site" / "qemu.pid"),
+        str(tmp_path / "lab" / "e2e" / "qemu.pid"),
+    }
+    assert "hostfwd=tcp:127.0.0.1:19002-:9002" in b[b.index("-netdev") + 1]
+    assert th.provider_argv(e2e, "python3")[-1] == "127.0.0.1:18479"
 
 
 def test_spec_digest_changes_with_the_command_line(tmp_path: Path) -> None:
@@ -132,6 +164,17 @@ def test_failed_boot_reports_the_serial_tail(tmp_path: Path) -> None:
         subprocess.Popen = monkey_popen  # type: ignore[misc]
     assert "QEMU exited" in str(err.value)
     assert "Kernel panic" in err.value.serial_tail
+
+
+def test_missing_netcat_is_named_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = spec(tmp_path, ssh_port=47223, agent_port=47003, provider_port=47480)
+    started: list[str] = []
+    monkeypatch.setattr(th.shutil, "which", lambda name: None if name == "nc" else "/usr/bin/" + name)
+    with pytest.raises(th.TdHostError, match="netcat-openbsd"):
+        th.start(s, sys.executable, boot_timeout=5, runner=lambda argv: started.append(argv[0]))
+    assert started == []
 
 
 def test_swtpm_ca_config_is_private_to_the_run_folder(tmp_path: Path) -> None:

@@ -23,11 +23,11 @@ def test_compile_key_depends_on_content_not_location(tmp_path: Path) -> None:
     copy = tmp_path / "elsewhere" / "multiplier.circom"
     copy.parent.mkdir()
     copy.write_text(MULTIPLIER.read_text())
-    key = zk_artifacts.compile_key(MULTIPLIER, [], "circom2 0.2.23", ["--O2"])
-    assert zk_artifacts.compile_key(copy, [], "circom2 0.2.23", ["--O2"]) == key
-    assert zk_artifacts.compile_key(copy, [], "circom2 0.2.24", ["--O2"]) != key
+    key = zk_artifacts.compile_key(MULTIPLIER, MULTIPLIER_INCLUDES, "circom2 0.2.23", ["--O2"])
+    assert zk_artifacts.compile_key(copy, MULTIPLIER_INCLUDES, "circom2 0.2.23", ["--O2"]) == key
+    assert zk_artifacts.compile_key(copy, MULTIPLIER_INCLUDES, "circom2 0.2.24", ["--O2"]) != key
     copy.write_text(MULTIPLIER.read_text() + "\n// changed\n")
-    assert zk_artifacts.compile_key(copy, [], "circom2 0.2.23", ["--O2"]) != key
+    assert zk_artifacts.compile_key(copy, MULTIPLIER_INCLUDES, "circom2 0.2.23", ["--O2"]) != key
 
 
 def test_rerun_with_unchanged_inputs_does_no_work(
