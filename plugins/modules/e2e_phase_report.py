@@ -34,7 +34,7 @@ author:
 EXAMPLES = r"""
 - name: Write the phase table
   e2e_phase_report:
-    path: /work/main/build/e2e/phases.json
+    path: /work/main/build/lab/site/prove/phases.json
     times: {start: 1.0, tdx_done: 2.0, keylime_start: 3.0, keylime_done: 5.0,
             delivered: 6.0, fetched: 20.0, verified: 21.0}
     guest_proving_seconds: 12.5

@@ -54,7 +54,8 @@ def main() -> None:
         module.fail_json(msg=f"ports: {bad or 'empty'} are not TCP ports (1-65535)")
     deadline = time.monotonic() + max(0, module.params["timeout"])
     while True:
-        state = owners(ports, unit, Path("/proc"))
+        _rc, main_pid, _err = module.run_command(["systemctl", "show", "-p", "MainPID", "--value", unit])
+        state = owners(ports, unit, Path("/proc"), int(main_pid.strip() or 0) or None)
         if all(o.state == "ours" for o in state):
             module.exit_json(changed=False, listening={str(o.port): o.pid for o in state})
         if time.monotonic() >= deadline:

@@ -106,7 +106,7 @@ EXAMPLES = r"""
 - name: Launch the lab guest
   td_host_guest:
     image_dir: /work/main/build/image
-    run_dir: /work/main/build/td-host
+    run_dir: /work/main/build/lab/site/td-host
     cmdline: "{{ lookup('ansible.builtin.file', '/work/main/build/image/cmdline') }}"
     kit_root: /work/main
     python: /work/main/.venv/bin/python

@@ -87,3 +87,25 @@ def test_the_real_proc_sees_our_own_listener(tmp_path: Path) -> None:
 @pytest.mark.parametrize("line", ["", "garbage", "  0: 0100007F:ZZZZ"])
 def test_short_or_odd_lines_are_skipped(line: str) -> None:
     assert port_owner.listening_inodes(HEADER + line + "\n") == {}
+
+
+def test_hybrid_cgroup_names_the_unit_on_the_systemd_line(tmp_path: Path) -> None:
+    """cgroup v1/v2 hybrid (a podman container here): the unified line names the container, not the unit."""
+    proc = fake_proc(tmp_path, row(8881, "0A", 4242), procs={311: (4242, "/libpod_parent/libpod-abc")})
+    (proc / "311" / "cgroup").write_text(
+        "9:name=systemd:/libpod_parent/libpod-abc/system.slice/keylime_verifier.service\n"
+        "1:cpu:/libpod_parent/libpod-abc\n0::/libpod_parent/libpod-abc\n"
+    )
+    [owner] = port_owner.owners([8881], "keylime_verifier", proc)
+    assert owner.state == "ours"
+
+
+def test_process_ids_and_the_scan_as_a_user() -> None:
+    assert port_owner.process_ids(Path("/proc"), os.getpid()) == (os.getuid(), os.getgid())
+    assert port_owner.process_ids(Path("/proc"), 0) is None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        inode = os.stat(f"/proc/self/fd/{sock.fileno()}").st_ino
+        seen = port_owner.socket_pids_as(Path("/proc"), os.getuid(), os.getgid())
+        assert seen.get(inode) == os.getpid()
