@@ -8,9 +8,8 @@ control group. Standard library only; the /proc root is a parameter so that test
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,40 +71,35 @@ def socket_pids(proc: Path) -> dict[int, int]:
     return owners
 
 
-# Reading another user's /proc/PID/fd needs CAP_SYS_PTRACE, which a container's root usually lacks; the
-# service's own user may read its own processes' descriptors. This runs the same scan as that user.
-_SCAN_AS_USER = (
-    "import os,sys\n"
-    "for p in os.listdir(sys.argv[1]):\n"
-    " if not p.isdigit(): continue\n"
-    " d=os.path.join(sys.argv[1],p,'fd')\n"
-    " try: fds=os.listdir(d)\n"
-    " except OSError: continue\n"
-    " for f in fds:\n"
-    "  try: t=os.readlink(os.path.join(d,f))\n"
-    "  except OSError: continue\n"
-    "  if t.startswith('socket:['): print(t[8:-1],p)\n"
-)
+def socket_pids_as(proc: Path, uid: int, gid: int) -> dict[int, int]:
+    """``socket_pids`` as seen by ``uid``:``gid``: a forked child drops to that user and runs the same scan.
 
-
-def socket_pids_as(proc: Path, uid: int, gid: int, python: str = sys.executable) -> dict[int, int]:
-    """Socket inode -> pid as seen by ``uid``:``gid`` (a child process that drops to that user)."""
-    done = subprocess.run(
-        [python, "-c", _SCAN_AS_USER, str(proc)],
-        user=uid,
-        group=gid,
-        extra_groups=[],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    owners: dict[int, int] = {}
-    for line in done.stdout.splitlines():
-        inode, _, pid = line.partition(" ")
-        if inode.isdigit() and pid.isdigit():
-            owners.setdefault(int(inode), int(pid))
-    return owners
+    Reading another user's /proc/PID/fd needs CAP_SYS_PTRACE, which a container's root usually lacks; the
+    service's own user may read its own processes' descriptors.
+    """
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: never returns
+        status = 1
+        try:
+            os.close(read_fd)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+            with os.fdopen(write_fd, "w", encoding="utf-8") as out:
+                json.dump(socket_pids(proc), out)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, encoding="utf-8") as inp:
+        data = inp.read()
+    os.waitpid(child, 0)
+    try:
+        return {int(inode): int(pid) for inode, pid in json.loads(data).items()}
+    except ValueError:
+        return {}
 
 
 def process_ids(proc: Path, pid: int) -> tuple[int, int] | None:
@@ -128,22 +122,21 @@ def unit_cgroup(proc: Path, pid: int, unit: str = "") -> str:
         text = (proc / str(pid) / "cgroup").read_text(encoding="utf-8")
     except OSError:
         return ""
-    paths = [parts[2] for parts in (line.split(":", 2) for line in text.splitlines()) if len(parts) == 3]
-    if unit:
-        want = _unit_name(unit)
-        for path in paths:
-            if path.endswith(f"/{want}") or f"/{want}/" in path:
-                return path
+    lines = [parts for parts in (line.split(":", 2) for line in text.splitlines()) if len(parts) == 3]
+    for _, _, path in lines:
+        if unit and in_unit(path, unit):
+            return path
     # cgroup v2: "0::/system.slice/x.service"; v1 and hybrid: the name=systemd line
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) == 3 and parts[1] == "name=systemd":
-            return parts[2]
-    return paths[-1] if paths else ""
+    for _, controllers, path in lines:
+        if controllers == "name=systemd":
+            return path
+    return lines[-1][2] if lines else ""
 
 
-def _unit_name(unit: str) -> str:
-    return unit if unit.endswith(".service") else f"{unit}.service"
+def in_unit(cgroup: str, unit: str) -> bool:
+    """True when the cgroup path is the unit's own or one below it."""
+    want = "/" + (unit if unit.endswith(".service") else f"{unit}.service")
+    return cgroup.endswith(want) or f"{want}/" in cgroup
 
 
 def owners(
@@ -168,7 +161,6 @@ def owners(
         ids = process_ids(proc, main_pid) if main_pid else None
         if ids and os.geteuid() == 0 and ids[0] != 0:
             pids = {**socket_pids_as(proc, *ids), **pids}
-    want = f"/{_unit_name(unit)}"
     result: list[PortOwner] = []
     for port in ports:
         if port not in listening:
@@ -179,7 +171,7 @@ def owners(
             result.append(PortOwner(port, "hidden"))
             continue
         groups = {pid: unit_cgroup(proc, pid, unit) for pid in seen}
-        ours = [pid for pid, group in groups.items() if group.endswith(want) or f"{want}/" in group]
+        ours = [pid for pid, group in groups.items() if in_unit(group, unit)]
         if ours:
             result.append(PortOwner(port, "ours", ours[0], groups[ours[0]]))
         else:
