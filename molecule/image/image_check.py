@@ -35,7 +35,7 @@ REQUIRED = [
     "/opt/keylime-agent/lib/keylime_agent_compat.py",
     "/root/.ssh/authorized_keys",
     "/etc/ssh/sshd_config.d/50-tee-proof-kit.conf",
-    "/etc/systemd/system/ssh-hostkeys.service",
+    "/etc/systemd/system/td-keys.service",
     "/usr/bin/tpm2_pcrread",
 ]
 POLICY_RULES = [

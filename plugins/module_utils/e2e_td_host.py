@@ -64,7 +64,11 @@ class LaunchSpec:
     ssh_port: int = 2222
     agent_port: int = 9002
     agent_guest_port: int = 9002
-    provider_port: int = 8479
+    # The guest reaches its own SIMULATED provider at provider_guest_ip:provider_guest_port (baked into the
+    # image); this launch forwards that address to its provider's unix socket in run_dir, and the provider
+    # answers only connections that this launch's QEMU opens.
+    provider_guest_ip: str = "10.0.2.101"
+    provider_guest_port: int = 8479
     # The guest reaches its registrar at registrar_guest_ip:registrar_guest_port, an address of QEMU's user
     # network that this launch forwards to registrar_host:registrar_port (guestfwd). One image thus serves
     # every lab on a machine, each with its own registrar port.
@@ -84,7 +88,7 @@ class LaunchSpec:
             "ssh_port",
             "agent_port",
             "agent_guest_port",
-            "provider_port",
+            "provider_guest_port",
             "registrar_port",
             "registrar_guest_port",
         )
@@ -92,9 +96,12 @@ class LaunchSpec:
             port = getattr(self, name)
             if not 1 <= port <= 65535:
                 raise TdHostError(f"{name} must be a TCP port (1-65535), not {port}")
-        if len({self.ssh_port, self.agent_port, self.provider_port, self.registrar_port}) != 4:
-            raise TdHostError("ssh_port, agent_port, provider_port and registrar_port must differ")
-        check_guest_forward_ip(self.registrar_guest_ip)
+        if len({self.ssh_port, self.agent_port, self.registrar_port}) != 3:
+            raise TdHostError("ssh_port, agent_port and registrar_port must differ")
+        check_guest_forward_ip(self.registrar_guest_ip, "registrar_guest_ip")
+        check_guest_forward_ip(self.provider_guest_ip, "provider_guest_ip")
+        if self.provider_guest_ip == self.registrar_guest_ip:
+            raise TdHostError("provider_guest_ip and registrar_guest_ip must differ")
         if not re.fullmatch(r"[A-Za-z0-9.:-]+", self.registrar_host):
             raise TdHostError(f"registrar_host must be an address or host name, not {self.registrar_host!r}")
         if self.memory_mib < 512 or self.smp < 1:
@@ -133,15 +140,15 @@ USER_NET_TAKEN = {
 }
 
 
-def check_guest_forward_ip(value: str) -> None:
+def check_guest_forward_ip(value: str, name: str = "registrar_guest_ip") -> None:
     """A guestfwd address must be a free address of QEMU's user network (not the host, DNS or guest)."""
     try:
         addr = ipaddress.ip_address(value)
     except ValueError:
-        raise TdHostError(f"registrar_guest_ip must be an IPv4 address, not {value!r}") from None
+        raise TdHostError(f"{name} must be an IPv4 address, not {value!r}") from None
     if addr not in USER_NET or addr in USER_NET_TAKEN:
         raise TdHostError(
-            f"registrar_guest_ip must be a free address of QEMU's user network {USER_NET} "
+            f"{name} must be a free address of QEMU's user network {USER_NET} "
             f"(not {', '.join(sorted(str(a) for a in USER_NET_TAKEN))}), not {value}"
         )
 
@@ -155,7 +162,18 @@ def hostfwd(spec: LaunchSpec) -> str:
         f"guestfwd=tcp:{spec.registrar_guest_ip}:{spec.registrar_guest_port}"
         f"-cmd:nc -N {spec.registrar_host} {spec.registrar_port}"
     )
-    return f"{ssh},{agent},{registrar}"
+    forwards = f"{ssh},{agent},{registrar}"
+    if spec.mode == "lab":
+        # The guest's own provider: a unix socket in this launch's run folder (no TCP port anyone can reach).
+        forwards += (
+            f",guestfwd=tcp:{spec.provider_guest_ip}:{spec.provider_guest_port}"
+            f"-cmd:nc -N -U {provider_socket(spec.run)}"
+        )
+    return forwards
+
+
+def provider_socket(run: Path) -> Path:
+    return run / "provider.sock"
 
 
 def qemu_argv(spec: LaunchSpec) -> list[str]:
@@ -241,8 +259,10 @@ def provider_argv(spec: LaunchSpec, python: str) -> list[str]:
         str(spec.image / "initrd.img"),
         "--cmdline",
         spec.cmdline,
-        "--listen",
-        f"127.0.0.1:{spec.provider_port}",
+        "--listen-unix",
+        str(provider_socket(spec.run)),
+        "--guest-pid-file",
+        str(spec.run / "qemu.pid"),
     ]
     if spec.firmware:
         argv += ["--firmware", spec.firmware]
@@ -406,7 +426,10 @@ def status(spec: LaunchSpec) -> dict[str, Any]:
         "simulated": spec.mode == "lab",
         "notice": SIMULATED_NOTICE if spec.mode == "lab" else "TDX trust domain",
         "ek_ca": {k: str(v) for k, v in swtpm_ca_files(run).items() if k in ("root", "intermediate")},
-        "provider_url_from_guest": f"http://10.0.2.2:{spec.provider_port}" if spec.mode == "lab" else "",
+        "provider_url_from_guest": (
+            f"http://{spec.provider_guest_ip}:{spec.provider_guest_port}/quote" if spec.mode == "lab" else ""
+        ),
+        "provider_socket": str(provider_socket(run)) if spec.mode == "lab" else "",
     }
     if running:
         result["ssh_ready"] = ssh_banner(spec.ssh_port)
@@ -448,14 +471,14 @@ def stop(spec: LaunchSpec) -> bool:
     changed = _kill(run / "qemu.pid", str(run / "overlay.qcow2"))
     changed = _kill(run / "swtpm.pid", str(run / "tpm")) or changed
     changed = _kill(run / "provider.pid", "tdx-sim-provider", grace=5.0) or changed
-    for name in ("overlay.qcow2", "swtpm.sock"):
+    for name in ("overlay.qcow2", "swtpm.sock", provider_socket(run).name):
         with contextlib.suppress(OSError):
             (run / name).unlink()
     return changed
 
 
 def _check_ports_free(spec: LaunchSpec) -> None:
-    ports = [spec.ssh_port, spec.agent_port] + ([spec.provider_port] if spec.mode == "lab" else [])
+    ports = [spec.ssh_port, spec.agent_port]
     busy = [p for p in ports if port_open(p)]
     if busy:
         raise TdHostError(f"127.0.0.1 port(s) {busy} already in use: another guest or service is running")

@@ -24,21 +24,32 @@ executable launcher that calls :func:`main`.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import json
+import os
 import platform
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
 JSON_CONTENT_TYPE = "application/json"
 PATCHED_MARK = "_tee_proof_kit_compat"
-# Position of ``ek_tpm`` in doRegisterAgent(registrar_ip, registrar_port, agent_id, ek_tpm, ekcert, ...).
+# Positions in doRegisterAgent(registrar_ip, registrar_port, agent_id, ek_tpm, ekcert, aik_tpm,
+# mtls_cert, ...).
+AGENT_ID_POSITION = 2
 EK_TPM_POSITION = 3
+AIK_TPM_POSITION = 5
+MTLS_CERT_POSITION = 6
+# Where the agent publishes, for the TD's quote command, the identity its registrar activated (tmpfs, 0600;
+# the unit's RuntimeDirectory, so that it goes with the agent that wrote it).
+IDENTITY_FILE = os.environ.get("KIT_AGENT_IDENTITY", "/run/keylime-agent/identity.json")
 
 _ek_tpm: contextvars.ContextVar[str | None] = contextvars.ContextVar("kit_ek_tpm", default=None)
+_registered: dict[str, dict[str, str]] = {}
 
 
 def with_json_content_type(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -63,9 +74,9 @@ def add_ek_tpm(body: str | bytes, ek_tpm: str | None) -> str | bytes:
     return json.dumps(data)
 
 
-def _ek_tpm_argument(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
-    """The agent's ``ek_tpm`` as text. 6.5.3 passes ``base64.b64encode(ek)``, i.e. bytes of base64 text."""
-    value = kwargs.get("ek_tpm", args[EK_TPM_POSITION] if len(args) > EK_TPM_POSITION else None)
+def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str, position: int) -> str | None:
+    """An argument of doRegisterAgent as text (6.5.3 passes base64 and PEM as bytes)."""
+    value = kwargs.get(name, args[position] if len(args) > position else None)
     if isinstance(value, bytes):
         try:
             return value.decode("ascii")
@@ -74,12 +85,46 @@ def _ek_tpm_argument(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | 
     return value if isinstance(value, str) else None
 
 
+def _ek_tpm_argument(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
+    """The agent's ``ek_tpm`` as text. 6.5.3 passes ``base64.b64encode(ek)``, i.e. bytes of base64 text."""
+    return _argument(args, kwargs, "ek_tpm", EK_TPM_POSITION)
+
+
+def identity_record(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, str] | None:
+    """What the agent registers: its id, EK and AK public areas and mTLS certificate (None if incomplete)."""
+    record = {
+        "uuid": _argument(args, kwargs, "agent_id", AGENT_ID_POSITION),
+        "ek_tpm": _ek_tpm_argument(args, kwargs),
+        "aik_tpm": _argument(args, kwargs, "aik_tpm", AIK_TPM_POSITION),
+        "mtls_cert": _argument(args, kwargs, "mtls_cert", MTLS_CERT_POSITION),
+    }
+    if not all(record.values()):
+        return None
+    return {k: str(v) for k, v in record.items()}
+
+
+def write_identity(record: Mapping[str, str], path: str, pid: int) -> None:
+    """Publish an activated identity atomically, readable by root only."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".identity-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({**record, "pid": pid}, handle, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def patch_registrar_client(module: ModuleType) -> bool:
     """Patch a ``keylime.registrar_client`` module in place. Returns False if it was already patched."""
     if getattr(module, PATCHED_MARK, False):
         return False
     base: type[Any] = module.RequestsClient
     original_register: Callable[..., Any] = module.doRegisterAgent
+    original_activate: Callable[..., Any] = module.doActivateAgent
 
     class CompatRequestsClient(base):  # type: ignore[misc]
         """RequestsClient that sends JSON bodies as JSON and completes registrations for 7.x."""
@@ -98,12 +143,25 @@ def patch_registrar_client(module: ModuleType) -> bool:
     def register(*args: Any, **kwargs: Any) -> Any:
         token = _ek_tpm.set(_ek_tpm_argument(args, kwargs))
         try:
-            return original_register(*args, **kwargs)
+            result = original_register(*args, **kwargs)
         finally:
             _ek_tpm.reset(token)
+        record = identity_record(args, kwargs)
+        if result and record:
+            _registered[record["uuid"]] = record
+        return result
+
+    @functools.wraps(original_activate)
+    def activate(*args: Any, **kwargs: Any) -> Any:
+        result = original_activate(*args, **kwargs)
+        agent_id = _argument(args, kwargs, "agent_id", AGENT_ID_POSITION)
+        if result and agent_id in _registered:
+            write_identity(_registered[agent_id], IDENTITY_FILE, os.getpid())
+        return result
 
     setattr(module, "RequestsClient", CompatRequestsClient)  # noqa: B010
     setattr(module, "doRegisterAgent", register)  # noqa: B010
+    setattr(module, "doActivateAgent", activate)  # noqa: B010
     setattr(module, PATCHED_MARK, True)
     return True
 

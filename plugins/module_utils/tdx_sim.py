@@ -475,3 +475,61 @@ def quote_response(quote: bytes, measurements: SimMeasurements) -> dict[str, Any
         "mr_td": measurements.mr_td.hex(),
         "rtmr": [measurements.rtmr0.hex(), measurements.rtmr1.hex(), measurements.rtmr2.hex()],
     }
+
+
+# ------------------------------------------------------------------ one provider, one guest
+# A TDX module quotes only the TD that asks: REPORTDATA sits in that TD's own TDREPORT. The SIMULATED provider
+# stands for it, so it must answer only its own guest. Its guest reaches it through a QEMU guestfwd that runs
+# one netcat per connection as a child of that guest's QEMU; the provider checks the connecting process's
+# ancestry (SO_PEERCRED, /proc/PID/status) against the QEMU pid of its launch.
+PEER_MAX_DEPTH = 3
+
+
+def parent_pid(pid: int, proc: Path = Path("/proc")) -> int | None:
+    try:
+        for line in (proc / str(pid) / "status").read_text().splitlines():
+            if line.startswith("PPid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def descends_from(pid: int, ancestor: int, proc: Path = Path("/proc"), depth: int = PEER_MAX_DEPTH) -> bool:
+    """``pid``'s parent, grandparent, ... (up to ``depth`` levels) is ``ancestor``."""
+    current: int | None = pid
+    for _ in range(depth):
+        current = parent_pid(current, proc) if current else None
+        if current is None or current <= 1:
+            return False
+        if current == ancestor:
+            return True
+    return False
+
+
+def peer_pid(sock: Any) -> int:
+    """The pid of the process at the other end of a unix socket (SO_PEERCRED: pid, uid, gid)."""
+    import socket
+    import struct
+
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid: int = struct.unpack("3i", creds)[0]
+    return pid
+
+
+def refuse_peer(sock: Any, guest_pid_file: Path, proc: Path = Path("/proc")) -> str:
+    """'' when the connection comes from this provider's guest, else the reason it is refused."""
+    try:
+        qemu = int(guest_pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return f"this provider's guest is not running ({guest_pid_file} unreadable)"
+    try:
+        pid = peer_pid(sock)
+    except OSError as exc:
+        return f"cannot identify the caller ({exc})"
+    if not descends_from(pid, qemu, proc):
+        return (
+            f"caller pid {pid} is not this provider's guest (QEMU pid {qemu}): a SIMULATED TDX provider "
+            "quotes only its own TD"
+        )
+    return ""

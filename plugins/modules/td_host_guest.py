@@ -56,8 +56,14 @@ options:
     description: The port the agent listens on inside the guest (the image's C(keylime_agent_port)).
     type: int
     default: 9002
-  provider_port:
-    description: Loopback port of the SIMULATED TDX provider (the guest reaches it at 10.0.2.2).
+  provider_guest_ip:
+    description: >-
+      Address of QEMU's user network at which the guest finds its own SIMULATED provider (lab); forwarded
+      to the provider's unix socket in O(run_dir), which answers only this launch's QEMU.
+    type: str
+    default: 10.0.2.101
+  provider_guest_port:
+    description: Port of O(provider_guest_ip).
     type: int
     default: 8479
   registrar_host:
@@ -153,7 +159,8 @@ def main() -> None:
             "ssh_port": {"type": "int", "default": 2222},
             "agent_port": {"type": "int", "default": 9002},
             "agent_guest_port": {"type": "int", "default": 9002},
-            "provider_port": {"type": "int", "default": 8479},
+            "provider_guest_ip": {"type": "str", "default": "10.0.2.101"},
+            "provider_guest_port": {"type": "int", "default": 8479},
             "registrar_host": {"type": "str", "default": "127.0.0.1"},
             "registrar_port": {"type": "int", "default": 8890},
             "registrar_guest_ip": {"type": "str", "default": "10.0.2.100"},
@@ -177,7 +184,8 @@ def main() -> None:
         ssh_port=p["ssh_port"],
         agent_port=p["agent_port"],
         agent_guest_port=p["agent_guest_port"],
-        provider_port=p["provider_port"],
+        provider_guest_ip=p["provider_guest_ip"],
+        provider_guest_port=p["provider_guest_port"],
         registrar_host=p["registrar_host"],
         registrar_port=p["registrar_port"],
         registrar_guest_ip=p["registrar_guest_ip"],

@@ -37,9 +37,15 @@ options:
     type: str
     required: true
   binding:
-    description: Binding data (hex), e.g. a public key the TD will use.
+    description: Binding data (hex), e.g. a public key the TD will use. Mutually exclusive with O(claims).
     type: str
     default: ""
+  claims:
+    description: >-
+      The claims document the TD computed itself (tdx-get-quote); the binding is SHA-512 of its canonical
+      JSON, so REPORTDATA must equal SHA-512(nonce || SHA-512(claims)). A malformed document fails before the
+      quote is looked at, naming the claim.
+    type: dict
   allow_simulated:
     description: Trust the SIMULATED lab root. Never enable outside the lab.
     type: bool
@@ -85,6 +91,7 @@ import binascii  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.td_claims import ClaimsError, claims_digest, parse_claims  # noqa: E402
 
 try:
     from ansible.module_utils.tdx_verify import (
@@ -140,6 +147,7 @@ def main() -> None:
             "policy": {"type": "dict", "default": {}},
             "nonce": {"type": "str", "required": True},
             "binding": {"type": "str", "default": ""},
+            "claims": {"type": "dict"},
             "allow_simulated": {"type": "bool", "default": False},
             "sim_root": {"type": "path"},
         },
@@ -149,6 +157,17 @@ def main() -> None:
     )
     if IMPORT_ERROR is not None:
         module.fail_json(msg=f"tdx_verify/dcap-qvl not importable: {IMPORT_ERROR}")
+    binding = _hex(module, "binding")
+    if module.params["claims"] is not None:
+        if binding:
+            module.fail_json(msg="binding and claims are mutually exclusive")
+        try:
+            parse_claims(module.params["claims"])
+        except ClaimsError as exc:
+            module.fail_json(
+                msg=f"the TD's claims are malformed (nothing is sent to it): {exc}", claim=exc.field
+            )
+        binding = claims_digest(module.params["claims"])
     try:
         policy = policy_from_mapping(module.params["policy"])
         collateral = load_collateral(module.params["collateral_path"])
@@ -160,7 +179,7 @@ def main() -> None:
         module.params["now"],
         policy,
         _hex(module, "nonce"),
-        _hex(module, "binding"),
+        binding,
         _trust(module),
     )
     result = verdict.to_dict()

@@ -1,0 +1,72 @@
+"""Read the Keylime tenant's ``regstatus`` and ``cvstatus`` answers (7.x), in one place.
+
+The tenant CLI prints its findings as log lines: ``Agent Info from <service> (...):`` followed by a JSON
+object ``{"<uuid>": {...}}``, or a line saying that the agent does not exist there. This parses that text
+into a record and a verdict, and drops the one field of the verifier's record that is a secret share: ``v``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+INFO = re.compile(r"Agent Info from [^\n]*:\n")
+ABSENT = re.compile(r"does not exist on|does not have agent|Agent [0-9A-Za-z._-]+ does not exist")
+FAILED_STATES = ("Invalid Quote", "Failed", "Tenant Quote Failed", "Terminated")
+PASS_STATE = "Get Quote"
+SECRET_FIELDS = ("v",)
+
+
+class StatusError(ValueError):
+    """The tenant's answer is neither a record nor an absence."""
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    exists: bool
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def operational_state(self) -> str:
+        return str(self.record.get("operational_state", ""))
+
+    @property
+    def attestation_count(self) -> int:
+        try:
+            return int(self.record.get("attestation_count", 0))
+        except (TypeError, ValueError):
+            return 0
+
+    def verdict(self) -> str:
+        """The verifier's verdict: ``pass`` (a quote was accepted), ``fail``, ``pending`` or ``absent``."""
+        if not self.exists:
+            return "absent"
+        if self.operational_state in FAILED_STATES:
+            return "fail"
+        if self.operational_state == PASS_STATE and self.attestation_count > 0:
+            return "pass"
+        return "pending"
+
+
+def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in SECRET_FIELDS}
+
+
+def parse(text: str, uuid: str) -> AgentStatus:
+    """The tenant's stdout+stderr for ``-c regstatus|cvstatus -u uuid``."""
+    matches = list(INFO.finditer(text))
+    if matches:
+        try:
+            data, _ = json.JSONDecoder().raw_decode(text, matches[-1].end())
+        except ValueError as exc:
+            raise StatusError(f"the tenant's agent info is not JSON: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get(uuid), dict):
+            raise StatusError(f"the tenant's agent info does not describe agent {uuid}")
+        return AgentStatus(True, public_record(data[uuid]))
+    if ABSENT.search(text):
+        return AgentStatus(False)
+    tail = " ".join(text.strip().splitlines()[-3:])[-400:]
+    raise StatusError(f"unexpected tenant answer (neither agent info nor 'does not exist'): {tail}")

@@ -1,0 +1,114 @@
+#!/usr/bin/python
+"""Ansible module: an agent's record at the Keylime registrar or verifier, read with the tenant CLI."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: keylime_agent_status
+short_description: Read (and optionally wait for) an agent's registrar record or verifier verdict
+description:
+  - Runs C(keylime_tenant -c regstatus) or C(-c cvstatus) for one agent and parses its answer
+    (module_utils keylime_status) instead of matching log text in playbooks. The verifier's key share
+    C(v) is never returned.
+  - With O(wait_for), polls until the agent is registered (O(service=registrar)) or has a verdict
+    (O(service=verifier)), up to O(timeout) seconds.
+options:
+  service:
+    description: C(registrar) (regstatus) or C(verifier) (cvstatus).
+    type: str
+    choices: [registrar, verifier]
+    required: true
+  uuid:
+    description: The agent's id.
+    type: str
+    required: true
+  tenant:
+    description: The keylime_tenant executable.
+    type: path
+    default: /opt/keylime/venv/bin/keylime_tenant
+  wait_for:
+    description: C(none), C(present) (registrar record exists) or C(verdict) (verifier says pass or fail).
+    type: str
+    choices: [none, present, verdict]
+    default: none
+  timeout:
+    description: Seconds to wait.
+    type: int
+    default: 120
+  interval:
+    description: Seconds between polls.
+    type: float
+    default: 1.0
+"""
+
+RETURN = r"""
+exists: {description: The service knows the agent., type: bool, returned: always}
+record:
+  description: "The service's record (aik_tpm, ek_tpm, mtls_cert, ... or operational_state, ...), without v."
+  type: dict
+  returned: always
+verdict: {description: "verifier: pass, fail, pending or absent.", type: str, returned: always}
+operational_state: {description: The verifier's state name., type: str, returned: always}
+elapsed: {description: Seconds waited., type: float, returned: always}
+"""
+
+import time  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.keylime_status import AgentStatus, StatusError, parse  # noqa: E402
+
+
+def _done(status: AgentStatus, service: str, wait_for: str) -> bool:
+    if wait_for == "present":
+        return bool(status.exists)
+    if wait_for == "verdict":
+        return status.verdict() in ("pass", "fail")
+    return True
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "service": {"type": "str", "choices": ["registrar", "verifier"], "required": True},
+            "uuid": {"type": "str", "required": True},
+            "tenant": {"type": "path", "default": "/opt/keylime/venv/bin/keylime_tenant"},
+            "wait_for": {"type": "str", "choices": ["none", "present", "verdict"], "default": "none"},
+            "timeout": {"type": "int", "default": 120},
+            "interval": {"type": "float", "default": 1.0},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    command = "regstatus" if p["service"] == "registrar" else "cvstatus"
+    started = time.monotonic()
+    while True:
+        rc, out, err = module.run_command([p["tenant"], "-c", command, "-u", p["uuid"]])
+        try:
+            status = parse(out + "\n" + err, p["uuid"])
+        except StatusError as exc:
+            module.fail_json(msg=f"keylime_tenant -c {command} (rc {rc}): {exc}")
+        if _done(status, p["service"], p["wait_for"]) or time.monotonic() - started > p["timeout"]:
+            break
+        time.sleep(p["interval"])
+    elapsed = round(time.monotonic() - started, 2)
+    result = {
+        "changed": False,
+        "exists": status.exists,
+        "record": status.record,
+        "verdict": status.verdict()
+        if p["service"] == "verifier"
+        else ("present" if status.exists else "absent"),
+        "operational_state": status.operational_state,
+        "elapsed": elapsed,
+    }
+    if not _done(status, p["service"], p["wait_for"]):
+        module.fail_json(
+            msg=f"agent {p['uuid']}: no {p['wait_for']} from the {p['service']} within {p['timeout']} s",
+            **result,
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
