@@ -16,7 +16,7 @@ options:
     type: path
     required: true
   times:
-    description: Unix timestamps start, tdx_done, keylime_start, keylime_done, delivered, fetched, verified.
+    description: Unix timestamps start, registered, tdx_done, bound, keylime_start, keylime_done, delivered, fetched, verified.
     type: dict
     required: true
   guest_proving_seconds:
@@ -35,7 +35,7 @@ EXAMPLES = r"""
 - name: Write the phase table
   e2e_phase_report:
     path: /work/main/build/lab/site/prove/phases.json
-    times: {start: 1.0, tdx_done: 2.0, keylime_start: 3.0, keylime_done: 5.0,
+    times: {start: 1.0, registered: 1.5, tdx_done: 2.0, bound: 2.5, keylime_start: 3.0, keylime_done: 5.0,
             delivered: 6.0, fetched: 20.0, verified: 21.0}
     guest_proving_seconds: 12.5
 """

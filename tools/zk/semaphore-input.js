@@ -5,7 +5,10 @@
 // secret: treat it as a secret. --expect prints the public signals a proof must carry (no secret) to stderr.
 //
 //   node semaphore-input.js [--seed TEXT] [--members N] [--index I] [--depth 20]
-//                           [--message M] [--scope S] [--out FILE] [--expect]
+//                           [--message M] [--scope S] [--out FILE] [--expect] [--expect-out FILE]
+// --expect-out writes the public signals a proof of this input must carry as a JSON list in snarkjs order
+// [merkleRoot, nullifier, message, scope], null where any value is accepted (the nullifier), for
+// bin/proof-receipt verify --expect.
 "use strict";
 const fs = require("fs");
 const { Identity } = require("@semaphore-protocol/identity");
@@ -16,7 +19,7 @@ function args(argv) {
   for (let i = 2; i < argv.length; i++) {
     const k = argv[i].replace(/^--/, "");
     if (k === "expect") { o.expect = true; continue; }
-    if (!(k in o) && k !== "out") throw new Error(`unknown option --${k}`);
+    if (!(k in o) && k !== "out" && k !== "expect-out") throw new Error(`unknown option --${k}`);
     o[k] = argv[++i];
   }
   for (const k of ["members", "index", "depth"]) o[k] = Number(o[k]);
@@ -55,6 +58,10 @@ function main() {
   const text = JSON.stringify(input, null, 1) + "\n";
   if (o.out) fs.writeFileSync(o.out, text, { mode: 0o600 });
   else process.stdout.write(text);
+  if (o["expect-out"]) {
+    const expected = [group.root.toString(), null, input.message, input.scope];
+    fs.writeFileSync(o["expect-out"], JSON.stringify(expected) + "\n", { mode: 0o644 });
+  }
   if (o.expect) {
     // Public signals in snarkjs order: outputs (merkleRoot, nullifier) then public inputs (message, scope).
     process.stderr.write(JSON.stringify({ merkleRoot: group.root.toString(), message: input.message, scope: input.scope }) + "\n");

@@ -10,7 +10,9 @@ import pytest
 
 TIMES = {
     "start": 100.0,
+    "registered": 101.0,
     "tdx_done": 102.0,
+    "bound": 103.5,
     "keylime_start": 110.0,
     "keylime_done": 113.0,
     "delivered": 115.0,
@@ -22,15 +24,18 @@ TIMES = {
 def test_phases_and_json(tmp_path: Path) -> None:
     report = er.write_report(str(tmp_path / "p.json"), TIMES, 40.0, simulated=True)
     got = {p["phase"]: p["seconds"] for p in json.loads((tmp_path / "p.json").read_text())["phases"]}
-    assert got["TDX attestation"] == 2.0
+    assert got["TDX attestation (quote over the claims)"] == 1.0
+    assert got["Binding (registrar, agent port, SSH pin)"] == 1.5
+    assert got["Reference + agent start + registration"] == 1.0
     assert got["Keylime attestation"] == 3.0
     assert got["Payload delivery"] == 2.0
     assert got["Proving"] == 40.0
     assert got["Total"] == 61.5
     assert "SIMULATED" in report["table"]
-    assert [r["phase"] for r in report["phases"]][:4] == [
+    assert [r["phase"] for r in report["phases"]][:5] == [
         "Keylime attestation",
-        "TDX attestation",
+        "TDX attestation (quote over the claims)",
+        "Binding (registrar, agent port, SSH pin)",
         "Payload delivery",
         "Proving",
     ]
