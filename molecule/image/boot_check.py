@@ -283,6 +283,20 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
     policy_in_guest = guest.ssh("sha256sum /etc/ima/ima-policy").stdout.split()[0]
     report["ima_policy_sha256"] = policy_in_guest
 
+    # The TD's keys are made at boot on tmpfs and sshd serves that key only; none is on the disk.
+    keys = guest.ssh(
+        "stat -f -c %T /run/kit-td; ls /etc/ssh | grep -c '^ssh_host_' || true; "
+        "cut -d' ' -f1,2 /run/kit-td/ssh_host_ed25519_key.pub; "
+        "sshd -T 2>/dev/null | grep -i '^hostkey '"
+    ).stdout.split("\n")
+    report["td_keys_on"] = keys[0].strip()
+    report["ssh_host_keys_on_disk"] = int(keys[1].strip() or 0)
+    report["sshd_host_keys"] = [line.split()[1] for line in keys[3:] if line.strip()]
+    if keys[0].strip() != "tmpfs" or report["ssh_host_keys_on_disk"] != 0:
+        raise CheckError(f"the TD's keys are not on tmpfs only: {keys[:2]}")
+    if report["sshd_host_keys"] != ["/run/kit-td/ssh_host_ed25519_key"]:
+        raise CheckError(f"sshd serves other host keys: {report['sshd_host_keys']}")
+
     # 2. behaviour of the loaded policy
     tag = secrets.token_hex(8)
     measured = f"/opt/zk-prover/.boot-probe-{tag}"

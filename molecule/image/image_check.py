@@ -36,6 +36,12 @@ REQUIRED = [
     "/root/.ssh/authorized_keys",
     "/etc/ssh/sshd_config.d/50-tee-proof-kit.conf",
     "/etc/systemd/system/td-keys.service",
+    "/etc/systemd/system/multi-user.target.wants/td-keys.service",
+    "/usr/local/bin/tdx-get-quote",
+    "/usr/local/bin/kit-receipt",
+    "/usr/local/lib/tee-proof-kit/td_claims.py",
+    "/etc/default/tdx-get-quote",
+    "/etc/tee-proof-kit/image.json",
     "/usr/bin/tpm2_pcrread",
 ]
 POLICY_RULES = [
@@ -89,6 +95,11 @@ def main() -> int:
         sshd = root / "etc/ssh/sshd_config.d/50-tee-proof-kit.conf"
         if sshd.exists() and "PasswordAuthentication no" not in sshd.read_text():
             problems.append("sshd drop-in does not turn password login off")
+        if sshd.exists() and "HostKey /run/" not in sshd.read_text():
+            problems.append("sshd's host key is not the TD's tmpfs key (HostKey /run/...)")
+        on_disk = sorted(p.name for p in (root / "etc/ssh").glob("ssh_host_*"))
+        if on_disk:
+            problems.append(f"SSH host keys on the disk the host can read: {', '.join(on_disk)}")
 
         policy = runtime_policy.load(args.image_dir / "runtime-policy.json")
         checked: list[str] = ["/etc/ima/ima-policy"]

@@ -34,7 +34,10 @@ def test_lab_forwards_bind_to_loopback_only(tmp_path: Path) -> None:
     forwards = [part for part in netdev.split(",") if part.startswith("hostfwd=")]
     assert forwards == ["hostfwd=tcp:127.0.0.1:2222-:22", "hostfwd=tcp:127.0.0.1:9002-:9002"]
     guest = [part for part in netdev.split(",") if part.startswith("guestfwd=")]
-    assert guest == ["guestfwd=tcp:10.0.2.100:8890-cmd:nc -N 127.0.0.1 8890"]
+    assert guest == [
+        "guestfwd=tcp:10.0.2.100:8890-cmd:nc -N 127.0.0.1 8890",
+        f"guestfwd=tcp:10.0.2.101:8479-cmd:nc -N -U {tmp_path / 'run' / 'provider.sock'}",
+    ]
     assert "0.0.0.0" not in " ".join(argv)
     assert argv[1:3] == ["-accel", "tcg,thread=multi,tb-size=256"]
     assert "tpm-tis,tpmdev=tpm0" in argv
@@ -68,6 +71,9 @@ def test_tdx_mode_uses_tdx_guest_object_firmware_and_qgs(tmp_path: Path) -> None
         ({"registrar_guest_ip": "10.0.3.100"}, "free address"),
         ({"registrar_guest_ip": "registrar"}, "IPv4 address"),
         ({"registrar_host": "127.0.0.1 -e /bin/sh"}, "registrar_host"),
+        ({"provider_guest_ip": "10.0.2.15"}, "provider_guest_ip must be a free address"),
+        ({"provider_guest_ip": "10.0.2.100"}, "must differ"),
+        ({"provider_guest_port": 0}, "provider_guest_port"),
     ],
 )
 def test_bad_specs_are_refused(tmp_path: Path, kw: dict[str, object], needle: str) -> None:
@@ -83,7 +89,6 @@ def test_two_labs_share_no_port_or_folder(tmp_path: Path) -> None:
         run_dir=str(tmp_path / "lab" / "e2e"),
         ssh_port=12222,
         agent_port=19002,
-        provider_port=18479,
         registrar_port=18890,
     )
     a, b = th.qemu_argv(site), th.qemu_argv(e2e)
@@ -96,7 +101,15 @@ def test_two_labs_share_no_port_or_folder(tmp_path: Path) -> None:
         str(tmp_path / "lab" / "e2e" / "qemu.pid"),
     }
     assert "hostfwd=tcp:127.0.0.1:19002-:9002" in b[b.index("-netdev") + 1]
-    assert th.provider_argv(e2e, "python3")[-1] == "127.0.0.1:18479"
+    # each launch's guest reaches its own provider: a unix socket in its own run folder, no TCP port
+    assert f"guestfwd=tcp:10.0.2.101:8479-cmd:nc -N -U {tmp_path / 'lab' / 'e2e' / 'provider.sock'}" in (
+        b[b.index("-netdev") + 1]
+    )
+    assert str(tmp_path / "lab" / "site" / "provider.sock") in a[a.index("-netdev") + 1]
+    p = th.provider_argv(e2e, "python3")
+    assert p[p.index("--listen-unix") + 1] == str(tmp_path / "lab" / "e2e" / "provider.sock")
+    assert p[p.index("--guest-pid-file") + 1] == str(tmp_path / "lab" / "e2e" / "qemu.pid")
+    assert "--listen" not in p
 
 
 def test_spec_digest_changes_with_the_command_line(tmp_path: Path) -> None:
@@ -143,7 +156,7 @@ def test_stop_kills_only_the_recorded_process(tmp_path: Path) -> None:
 
 
 def test_failed_boot_reports_the_serial_tail(tmp_path: Path) -> None:
-    s = spec(tmp_path, ssh_port=47222, agent_port=47002, provider_port=47479)
+    s = spec(tmp_path, ssh_port=47222, agent_port=47002)
 
     def runner(argv: Sequence[str]) -> None:
         if argv[0] == "qemu-system-x86_64":
@@ -169,7 +182,7 @@ def test_failed_boot_reports_the_serial_tail(tmp_path: Path) -> None:
 def test_missing_netcat_is_named_before_anything_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s = spec(tmp_path, ssh_port=47223, agent_port=47003, provider_port=47480)
+    s = spec(tmp_path, ssh_port=47223, agent_port=47003)
     started: list[str] = []
     monkeypatch.setattr(th.shutil, "which", lambda name: None if name == "nc" else "/usr/bin/" + name)
     with pytest.raises(th.TdHostError, match="netcat-openbsd"):

@@ -1,0 +1,84 @@
+"""The tenant's regstatus/cvstatus answers, parsed in one place (the verifier's share V never returned)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from keylime_status import AgentStatus, StatusError, parse
+
+UUID = "4baeed586ff8fbe5a808128ae76709bab8855730eb373e593d0260c53de4d391"
+PREFIX = "2026-12-01 09:38:31.204 - keylime.tenant - INFO - "
+
+
+def _info(service: str, record: dict[str, object]) -> str:
+    return (
+        f"{PREFIX}Using API version 2.6 for verifier communication\n"
+        f"{PREFIX}Agent Info from {service} (127.0.0.1:8881):\n{json.dumps({UUID: record})}\n"
+    )
+
+
+def test_registrar_record_is_returned() -> None:
+    record = {
+        "aik_tpm": "AAE=",
+        "ek_tpm": "AAI=",
+        "mtls_cert": "PEM",
+        "regcount": 1,
+        "operational_state": "Registered",
+    }
+    status = parse(_info("Registrar", record), UUID)
+    assert status.exists and status.record["aik_tpm"] == "AAE="
+
+
+def test_verifier_share_v_is_dropped() -> None:
+    status = parse(
+        _info("Verifier", {"operational_state": "Get Quote", "v": "+AOjGzIv...", "attestation_count": 3}),
+        UUID,
+    )
+    assert "v" not in status.record and status.verdict() == "pass"
+
+
+@pytest.mark.parametrize(
+    ("state", "count", "verdict"),
+    [
+        ("Get Quote", 0, "pending"),
+        ("Get Quote", 1, "pass"),
+        ("Start", 0, "pending"),
+        ("Invalid Quote", 2, "fail"),
+        ("Failed", 0, "fail"),
+        ("Tenant Quote Failed", 0, "fail"),
+    ],
+)
+def test_verdicts(state: str, count: int, verdict: str) -> None:
+    assert (
+        parse(_info("Verifier", {"operational_state": state, "attestation_count": count}), UUID).verdict()
+        == verdict
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{PREFIX}Agent {UUID} does not exist on the registrar. Please register the agent with the registrar.",
+        f"{PREFIX}Verifier at 127.0.0.1 with Port 8881 does not have agent {UUID}.",
+    ],
+)
+def test_absence(text: str) -> None:
+    assert parse(text, UUID) == AgentStatus(False)
+    assert parse(text, UUID).verdict() == "absent"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("Traceback (most recent call last):\n  ConnectionRefusedError", "unexpected tenant answer"),
+        (f"{PREFIX}Agent Info from Verifier (x):\n{{not json", "not JSON"),
+        (
+            f"{PREFIX}Agent Info from Verifier (x):\n" + json.dumps({"other": {}}),
+            f"does not describe agent {UUID}",
+        ),
+    ],
+)
+def test_anything_else_is_an_error(text: str, needle: str) -> None:
+    with pytest.raises(StatusError, match=needle):
+        parse(text, UUID)
