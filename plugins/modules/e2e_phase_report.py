@@ -16,7 +16,9 @@ options:
     type: path
     required: true
   times:
-    description: Unix timestamps start, registered, tdx_done, bound, keylime_start, keylime_done, delivered, fetched, verified.
+    description: >-
+      Unix timestamps start, registered, tdx_done, bound, keylime_start, keylime_done, delivered, fetched,
+      verified.
     type: dict
     required: true
   guest_proving_seconds:

@@ -102,8 +102,9 @@ def test_two_labs_share_no_port_or_folder(tmp_path: Path) -> None:
     }
     assert "hostfwd=tcp:127.0.0.1:19002-:9002" in b[b.index("-netdev") + 1]
     # each launch's guest reaches its own provider: a unix socket in its own run folder, no TCP port
-    assert f"guestfwd=tcp:10.0.2.101:8479-cmd:nc -N -U {tmp_path / 'lab' / 'e2e' / 'provider.sock'}" in (
-        b[b.index("-netdev") + 1]
+    assert (
+        f"guestfwd=tcp:10.0.2.101:8479-cmd:nc -N -U {tmp_path / 'lab' / 'e2e' / 'provider.sock'}"
+        in (b[b.index("-netdev") + 1])
     )
     assert str(tmp_path / "lab" / "site" / "provider.sock") in a[a.index("-netdev") + 1]
     p = th.provider_argv(e2e, "python3")

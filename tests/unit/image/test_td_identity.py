@@ -117,7 +117,7 @@ def test_missing_boot_key_or_identity_is_named(
     _wait_cmdline(guest["agent"].pid)
     (guest["keys"] / "ssh_host_ed25519_key.pub").unlink()
     quote = _load(QUOTE, guest["env"], monkeypatch)
-    with pytest.raises(quote.ClaimsUnavailable, match="ssh_host_ed25519_key.pub"):
+    with pytest.raises(quote.ClaimsUnavailable, match=r"ssh_host_ed25519_key\.pub"):
         quote.live_claims()
     guest["identity"].unlink()
     with pytest.raises(quote.ClaimsUnavailable, match="no registered Keylime agent"):

@@ -250,9 +250,19 @@ def test_guest_configfs_generation_check(tmp_path: Path, monkeypatch: pytest.Mon
         guest.quote_from_configfs(b"\0" * 64, tmp_path / "tsm")
 
 
-def test_guest_report_data_binding() -> None:
+def test_guest_report_data_binds_its_own_claims(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, td: dict[str, Any]
+) -> None:
     guest = _guest()
-    assert guest.report_data_for(b"n", b"b") == hashlib.sha512(b"nb").digest()
+    assert not hasattr(guest, "report_data_for")  # no caller-supplied binding any more
+    asked: list[bytes] = []
+    monkeypatch.setattr(guest, "TSM_ROOT", tmp_path / "no-tsm")
+    monkeypatch.setattr(guest, "quote_from_simulated_provider", lambda rd, url: asked.append(rd) or b"QUOTE")
+    nonce = b"\x07" * 32
+    out = guest.get_quote(nonce, td["claims"], "http://10.0.2.101:8479/quote")
+    canon = json.dumps(td["claims"], sort_keys=True, separators=(",", ":")).encode()
+    assert asked == [hashlib.sha512(nonce + hashlib.sha512(canon).digest()).digest()]
+    assert out["claims"] == td["claims"] and out["simulated"] is True
 
 
 # ---------------------------------------------------------------- Azure HCL report

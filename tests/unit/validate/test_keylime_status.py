@@ -59,7 +59,7 @@ def test_verdicts(state: str, count: int, verdict: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        f"{PREFIX}Agent {UUID} does not exist on the registrar. Please register the agent with the registrar.",
+        f"{PREFIX}Agent {UUID} does not exist on the registrar. Please register the agent.",
         f"{PREFIX}Verifier at 127.0.0.1 with Port 8881 does not have agent {UUID}.",
     ],
 )
