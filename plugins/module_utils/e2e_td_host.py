@@ -165,15 +165,21 @@ def hostfwd(spec: LaunchSpec) -> str:
     forwards = f"{ssh},{agent},{registrar}"
     if spec.mode == "lab":
         # The guest's own provider: a unix socket in this launch's run folder (no TCP port anyone can reach).
+        # The launch's token goes first on every connection (tdx_sim.check_token); slirp parses the command
+        # like a shell (quotes), and a netdev option may hold no comma.
         forwards += (
             f",guestfwd=tcp:{spec.provider_guest_ip}:{spec.provider_guest_port}"
-            f"-cmd:nc -N -U {provider_socket(spec.run)}"
+            f"-cmd:sh -c 'cat {provider_token(spec.run)} - | nc -N -U {provider_socket(spec.run)}'"
         )
     return forwards
 
 
 def provider_socket(run: Path) -> Path:
     return run / "provider.sock"
+
+
+def provider_token(run: Path) -> Path:
+    return run / "provider.token"
 
 
 def qemu_argv(spec: LaunchSpec) -> list[str]:
@@ -261,8 +267,8 @@ def provider_argv(spec: LaunchSpec, python: str) -> list[str]:
         spec.cmdline,
         "--listen-unix",
         str(provider_socket(spec.run)),
-        "--guest-pid-file",
-        str(spec.run / "qemu.pid"),
+        "--token-file",
+        str(provider_token(spec.run)),
     ]
     if spec.firmware:
         argv += ["--firmware", spec.firmware]
@@ -471,7 +477,7 @@ def stop(spec: LaunchSpec) -> bool:
     changed = _kill(run / "qemu.pid", str(run / "overlay.qcow2"))
     changed = _kill(run / "swtpm.pid", str(run / "tpm")) or changed
     changed = _kill(run / "provider.pid", "tdx-sim-provider", grace=5.0) or changed
-    for name in ("overlay.qcow2", "swtpm.sock", provider_socket(run).name):
+    for name in ("overlay.qcow2", "swtpm.sock", provider_socket(run).name, provider_token(run).name):
         with contextlib.suppress(OSError):
             (run / name).unlink()
     return changed

@@ -479,57 +479,44 @@ def quote_response(quote: bytes, measurements: SimMeasurements) -> dict[str, Any
 
 # ------------------------------------------------------------------ one provider, one guest
 # A TDX module quotes only the TD that asks: REPORTDATA sits in that TD's own TDREPORT. The SIMULATED provider
-# stands for it, so it must answer only its own guest. Its guest reaches it through a QEMU guestfwd that runs
-# one netcat per connection as a child of that guest's QEMU; the provider checks the connecting process's
-# ancestry (SO_PEERCRED, /proc/PID/status) against the QEMU pid of its launch.
-PEER_MAX_DEPTH = 3
+# stands for it, so it must answer only its own guest. Its guest reaches it through a QEMU guestfwd that runs,
+# per connection, `cat TOKEN_FILE - | nc -U SOCKET`: the launch's own secret token (0600 in its run folder)
+# comes first on every connection its guest opens. (libslirp double-forks and setsid()s the command, so the
+# connecting process is no child of QEMU and SO_PEERCRED cannot tell guests apart.) Another guest's forward
+# carries another token; a process on the host that cannot read the run folder has none.
+TOKEN_PREFIX = b"KIT-PROVIDER-TOKEN "
+TOKEN_LINE_MAX = 200
 
 
-def parent_pid(pid: int, proc: Path = Path("/proc")) -> int | None:
+def new_token() -> bytes:
+    import secrets
+
+    return TOKEN_PREFIX + secrets.token_hex(32).encode() + b"\n"
+
+
+def write_token(path: Path) -> None:
+    """A fresh token for one launch, readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(new_token())
+
+
+def check_token(line: bytes, token_file: Path) -> str:
+    """'' when ``line`` (the connection's first line) is this launch's token, else why it is refused."""
+    import hmac
+
     try:
-        for line in (proc / str(pid) / "status").read_text().splitlines():
-            if line.startswith("PPid:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def descends_from(pid: int, ancestor: int, proc: Path = Path("/proc"), depth: int = PEER_MAX_DEPTH) -> bool:
-    """``pid``'s parent, grandparent, ... (up to ``depth`` levels) is ``ancestor``."""
-    current: int | None = pid
-    for _ in range(depth):
-        current = parent_pid(current, proc) if current else None
-        if current is None or current <= 1:
-            return False
-        if current == ancestor:
-            return True
-    return False
-
-
-def peer_pid(sock: Any) -> int:
-    """The pid of the process at the other end of a unix socket (SO_PEERCRED: pid, uid, gid)."""
-    import socket
-    import struct
-
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid: int = struct.unpack("3i", creds)[0]
-    return pid
-
-
-def refuse_peer(sock: Any, guest_pid_file: Path, proc: Path = Path("/proc")) -> str:
-    """'' when the connection comes from this provider's guest, else the reason it is refused."""
-    try:
-        qemu = int(guest_pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return f"this provider's guest is not running ({guest_pid_file} unreadable)"
-    try:
-        pid = peer_pid(sock)
-    except OSError as exc:
-        return f"cannot identify the caller ({exc})"
-    if not descends_from(pid, qemu, proc):
+        expected = token_file.read_bytes()
+    except OSError:
+        return f"this provider's guest is not launched ({token_file} unreadable)"
+    if not line.startswith(TOKEN_PREFIX):
         return (
-            f"caller pid {pid} is not this provider's guest (QEMU pid {qemu}): a SIMULATED TDX provider "
-            "quotes only its own TD"
+            "the connection does not come through this provider's guest forward: a SIMULATED TDX provider "
+            "quotes only its own TD (not this provider's guest)"
+        )
+    if not hmac.compare_digest(line.strip(), expected.strip()):
+        return (
+            "another launch's token: a SIMULATED TDX provider quotes only its own TD "
+            "(not this provider's guest)"
         )
     return ""

@@ -36,7 +36,8 @@ def test_lab_forwards_bind_to_loopback_only(tmp_path: Path) -> None:
     guest = [part for part in netdev.split(",") if part.startswith("guestfwd=")]
     assert guest == [
         "guestfwd=tcp:10.0.2.100:8890-cmd:nc -N 127.0.0.1 8890",
-        f"guestfwd=tcp:10.0.2.101:8479-cmd:nc -N -U {tmp_path / 'run' / 'provider.sock'}",
+        f"guestfwd=tcp:10.0.2.101:8479-cmd:sh -c 'cat {tmp_path / 'run' / 'provider.token'} - "
+        f"| nc -N -U {tmp_path / 'run' / 'provider.sock'}'",
     ]
     assert "0.0.0.0" not in " ".join(argv)
     assert argv[1:3] == ["-accel", "tcg,thread=multi,tb-size=256"]
@@ -102,14 +103,13 @@ def test_two_labs_share_no_port_or_folder(tmp_path: Path) -> None:
     }
     assert "hostfwd=tcp:127.0.0.1:19002-:9002" in b[b.index("-netdev") + 1]
     # each launch's guest reaches its own provider: a unix socket in its own run folder, no TCP port
-    assert (
-        f"guestfwd=tcp:10.0.2.101:8479-cmd:nc -N -U {tmp_path / 'lab' / 'e2e' / 'provider.sock'}"
-        in (b[b.index("-netdev") + 1])
-    )
+    netdev_b = b[b.index("-netdev") + 1]
+    assert f"cat {tmp_path / 'lab' / 'e2e' / 'provider.token'} - | nc -N -U " in netdev_b
+    assert f"nc -N -U {tmp_path / 'lab' / 'e2e' / 'provider.sock'}'" in netdev_b
     assert str(tmp_path / "lab" / "site" / "provider.sock") in a[a.index("-netdev") + 1]
     p = th.provider_argv(e2e, "python3")
     assert p[p.index("--listen-unix") + 1] == str(tmp_path / "lab" / "e2e" / "provider.sock")
-    assert p[p.index("--guest-pid-file") + 1] == str(tmp_path / "lab" / "e2e" / "qemu.pid")
+    assert p[p.index("--token-file") + 1] == str(tmp_path / "lab" / "e2e" / "provider.token")
     assert "--listen" not in p
 
 
