@@ -251,6 +251,12 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
     return argv
 
 
+def launch_digest(spec: LaunchSpec) -> str:
+    """The spec and the command lines it makes: a kit update that launches differently restarts the guest."""
+    argv = qemu_argv(spec) + (provider_argv(spec, "python") if spec.mode == "lab" else [])
+    return hashlib.sha256(json.dumps([spec.digest(), argv]).encode()).hexdigest()
+
+
 def provider_argv(spec: LaunchSpec, python: str) -> list[str]:
     """The SIMULATED provider measures what QEMU is given (kernel, initrd, command line, firmware)."""
     argv = [
@@ -424,7 +430,7 @@ def status(spec: LaunchSpec) -> dict[str, Any]:
     result: dict[str, Any] = {
         "running": running,
         "processes": procs,
-        "matches_spec": running and launch.get("spec_digest") == spec.digest(),
+        "matches_spec": running and launch.get("spec_digest") == launch_digest(spec),
         "launched_cmdline": launch.get("cmdline", ""),
         "ssh_port": spec.ssh_port,
         "agent_port": spec.agent_port,
@@ -542,7 +548,7 @@ def start(spec: LaunchSpec, python: str, boot_timeout: float, runner: Runner = _
         json.dumps(
             {
                 "spec": asdict(spec),
-                "spec_digest": spec.digest(),
+                "spec_digest": launch_digest(spec),
                 "cmdline": spec.cmdline,
                 "simulated": spec.mode == "lab",
             },
