@@ -28,9 +28,11 @@ options:
     type: path
     default: /opt/keylime/venv/bin/keylime_tenant
   wait_for:
-    description: C(none), C(present) (registrar record exists) or C(verdict) (verifier says pass or fail).
+    description: >-
+      C(none), C(present) (registrar record exists), C(verdict) (verifier says pass or fail) or C(fail)
+      (verifier says fail: a test waits for a tampered agent to be flagged).
     type: str
-    choices: [none, present, verdict]
+    choices: [none, present, verdict, fail]
     default: none
   timeout:
     description: Seconds to wait.
@@ -64,6 +66,8 @@ def _done(status: AgentStatus, service: str, wait_for: str) -> bool:
         return bool(status.exists)
     if wait_for == "verdict":
         return status.verdict() in ("pass", "fail")
+    if wait_for == "fail":
+        return status.verdict() == "fail"
     return True
 
 
@@ -73,7 +77,7 @@ def main() -> None:
             "service": {"type": "str", "choices": ["registrar", "verifier"], "required": True},
             "uuid": {"type": "str", "required": True},
             "tenant": {"type": "path", "default": "/opt/keylime/venv/bin/keylime_tenant"},
-            "wait_for": {"type": "str", "choices": ["none", "present", "verdict"], "default": "none"},
+            "wait_for": {"type": "str", "choices": ["none", "present", "verdict", "fail"], "default": "none"},
             "timeout": {"type": "int", "default": 120},
             "interval": {"type": "float", "default": 1.0},
         },
