@@ -54,6 +54,7 @@ def main() -> int:
         except OSError:
             client.close()
             continue
+        upstream.settimeout(None)  # a quiet SSH session (a long task) is not a dead one
         for a, b in ((client, upstream), (upstream, client)):
             threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
 
