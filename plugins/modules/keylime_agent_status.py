@@ -65,9 +65,9 @@ def _done(status: AgentStatus, service: str, wait_for: str) -> bool:
     if wait_for == "present":
         return bool(status.exists)
     if wait_for == "verdict":
-        return status.verdict() in ("pass", "fail")
+        return bool(status.verdict() in ("pass", "fail"))
     if wait_for == "fail":
-        return status.verdict() == "fail"
+        return bool(status.verdict() == "fail")
     return True
 
 
