@@ -59,6 +59,12 @@ def guest(tmp_path: Path, td: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
     agent.wait()
 
 
+def _quote(guest: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    """tdx-get-quote as the guest runs it, in the fake guest's environment."""
+    argv = [sys.executable, str(QUOTE), *args]
+    return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **guest["env"]})
+
+
 def compat_fields() -> tuple[str, ...]:
     return ("uuid", "ek_tpm", "aik_tpm", "mtls_cert")
 
@@ -85,12 +91,7 @@ def test_the_guest_claims_what_it_holds(
 
 
 def test_no_caller_supplied_binding(guest: dict[str, Any]) -> None:
-    run = subprocess.run(
-        [sys.executable, str(QUOTE), "--nonce", "00" * 32, "--binding=ff"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **guest["env"]},
-    )
+    run = _quote(guest, "--nonce", "00" * 32, "--binding=ff")
     assert run.returncode == 2 and "unrecognized arguments: --binding" in run.stderr
 
 
@@ -102,12 +103,7 @@ def test_an_agent_that_no_longer_runs_gives_no_claims(
     quote = _load(QUOTE, guest["env"], monkeypatch)
     with pytest.raises(quote.ClaimsUnavailable, match="no longer runs"):
         quote.live_claims()
-    run = subprocess.run(
-        [sys.executable, str(QUOTE), "--nonce", "00" * 32],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **guest["env"]},
-    )
+    run = _quote(guest, "--nonce", "00" * 32)
     assert run.returncode == 3 and "restart the agent" in run.stderr
 
 
@@ -126,19 +122,9 @@ def test_missing_boot_key_or_identity_is_named(
 
 def test_without_tsm_or_provider_there_is_no_quote(guest: dict[str, Any]) -> None:
     _wait_cmdline(guest["agent"].pid)
-    run = subprocess.run(
-        [sys.executable, str(QUOTE), "--nonce", "00" * 32],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **guest["env"]},
-    )
+    run = _quote(guest, "--nonce", "00" * 32)
     assert run.returncode == 2 and "no configfs-tsm and no simulated provider" in run.stderr
-    short = subprocess.run(
-        [sys.executable, str(QUOTE), "--nonce", "00" * 8],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **guest["env"]},
-    )
+    short = _quote(guest, "--nonce", "00" * 8)
     assert short.returncode == 2 and "nonce" in short.stderr
 
 
