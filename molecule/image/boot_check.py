@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import socket
 import subprocess
@@ -117,6 +116,7 @@ class Guest:
                 "none",
                 "-monitor",
                 "none",
+                "-no-reboot",
                 "-kernel",
                 str(self.image_dir / "vmlinuz"),
                 "-initrd",
@@ -270,6 +270,38 @@ def check_agent(guest: Guest, report: dict[str, Any]) -> None:
         raise CheckError(f"agent UUID {found.group(1)} is not SHA-256 of the EK ({ek_uuid})")
 
 
+def check_readonly_root(guest: Guest, report: dict[str, Any]) -> None:
+    """The root is the dm-verity device, read-only; what the guest writes is on tmpfs; no journal on disk,
+    no core dumps, no swap."""
+    out = guest.ssh(
+        "findmnt -n -o SOURCE,OPTIONS /; "
+        "veritysetup status kitroot | grep -E '^ *(type|status|mode):' | tr -s ' '; "
+        "for m in /var /tmp /dev/shm; do findmnt -n -o TARGET,FSTYPE,OPTIONS $m; done; "
+        "touch /opt/.kit-rw-probe 2>&1 || true; "
+        "journalctl --header -q | grep -m1 'File path' || true; "
+        "sysctl -n kernel.core_pattern; systemctl show -p DefaultLimitCORE --value; "
+        "tail -n +2 /proc/swaps | wc -l",
+        check=False,
+    ).stdout
+    report["readonly_root"] = out.strip().splitlines()
+    lines = out.splitlines()
+    source, _, options = lines[0].partition(" ")
+    if source != "/dev/mapper/kitroot" or "ro" not in options.split(","):
+        raise CheckError(f"the root is not the read-only verity device: {lines[0]}")
+    if "Read-only file system" not in out:
+        raise CheckError(f"a file could be created on the root filesystem: {out}")
+    if "type: verity" not in out.lower() or "status: verified" not in out.lower():
+        raise CheckError(f"veritysetup does not report a verified root: {out}")
+    for mount in ("/var tmpfs", "/tmp tmpfs", "/dev/shm tmpfs"):
+        line = next((x for x in lines if x.startswith(mount)), "")
+        if "noexec" not in line:
+            raise CheckError(f"{mount.split()[0]} is not a noexec tmpfs: {line or 'not mounted'}")
+    if "/run/log/journal" not in out:
+        raise CheckError(f"the journal is not volatile: {out}")
+    if "|/bin/false" not in out or lines[-1].strip() != "0" or lines[-2].strip() != "0":
+        raise CheckError(f"core dumps or swap are on: {lines[-3:]}")
+
+
 def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
     cmdline = (image_dir / "cmdline").read_text()
     running = guest.ssh("cat /proc/cmdline").stdout.strip()
@@ -297,15 +329,13 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
     if report["sshd_host_keys"] != ["/run/kit-td/ssh_host_ed25519_key"]:
         raise CheckError(f"sshd serves other host keys: {report['sshd_host_keys']}")
 
-    # 2. behaviour of the loaded policy
-    tag = secrets.token_hex(8)
-    measured = f"/opt/zk-prover/.boot-probe-{tag}"
-    unmeasured = f"/root/.boot-probe-{tag}"
-    guest.ssh(
-        "set -e; owner=$(stat -c %u /opt/zk-prover); "
-        f"echo measured-{tag} > {measured}; chown $owner {measured}; "
-        f"echo unmeasured-{tag} > {unmeasured}; cat {measured} {unmeasured} >/dev/null"
-    )
+    check_readonly_root(guest, report)
+
+    # 2. behaviour of the loaded policy (the root is read-only: probe with files of the image that nothing
+    # reads at boot; one owned by the prover's uid, which the kit's policy measures, and one owned by root)
+    measured = "/opt/zk-prover/circuits/semaphore20/manifest.json"
+    unmeasured = "/etc/tee-proof-kit/image.json"
+    guest.ssh(f"cat {measured} {unmeasured} >/dev/null")
 
     # 5 before 3 and 4, so that the files the agent ran are in the log that is checked.
     check_agent(guest, report)
@@ -334,7 +364,7 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
             continue
         _, digest, path = e.file_hash()
         measured_paths.setdefault(path, digest)
-    probe_hash = hashlib.sha256(f"measured-{tag}\n".encode()).hexdigest()
+    probe_hash = hashlib.sha256((image_dir / "rootfs" / measured.lstrip("/")).read_bytes()).hexdigest()
     report["custom_policy_measures_prover_dir"] = measured_paths.get(measured) == probe_hash
     report["custom_policy_skips_root_home"] = unmeasured not in measured_paths
     if measured_paths.get(measured) != probe_hash:
@@ -351,7 +381,7 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
         if e.template != "ima-ng":
             continue
         _, digest, path = e.file_hash()
-        if path in ("boot_aggregate", measured) or any(x.search(path) for x in excludes):
+        if path == "boot_aggregate" or any(x.search(path) for x in excludes):
             continue
         if digest not in digests.get(path, []):
             problems.append(

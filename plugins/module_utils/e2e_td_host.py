@@ -218,6 +218,8 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         "none",
         "-monitor",
         "none",
+        # A TD cannot reboot; a guest that panics (e.g. dm-verity found a changed block) stops here too.
+        "-no-reboot",
         "-kernel",
         str(spec.image / "vmlinuz"),
         "-initrd",

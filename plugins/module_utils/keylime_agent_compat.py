@@ -191,10 +191,30 @@ def patch_agent_module(module: ModuleType) -> None:
     setattr(module, "platform", _PlatformShim())  # noqa: B010
 
 
+def _no_write_key_nvram(self: Any, key: bytes) -> None:
+    """U stays in the agent's memory only."""
+    return None
+
+
+def _no_read_key_nvram(self: Any) -> None:
+    """No U from an earlier run: each delivery needs both shares again."""
+    return None
+
+
+def keep_u_out_of_nvram(tpm_class: type) -> None:
+    """Stop keylime 6.5.3 from stowing the key share U in TPM NV index 0x1500018.
+
+    A vTPM run by the host (swtpm) keeps its NV in the host's state files, so U would leave the TD.
+    Without it the agent cannot decrypt an old payload again after a restart: the tenant sends U anew."""
+    setattr(tpm_class, "write_key_nvram", _no_write_key_nvram)  # noqa: B010
+    setattr(tpm_class, "read_key_nvram", _no_read_key_nvram)  # noqa: B010
+
+
 def main() -> int:
-    """Patch keylime's registrar client, then run keylime 6.5.3's agent entry point."""
+    """Patch keylime's registrar client and TPM class, then run keylime 6.5.3's agent entry point."""
     import importlib
 
+    keep_u_out_of_nvram(importlib.import_module("keylime.tpm.tpm_main").tpm)
     registrar_client = importlib.import_module("keylime.registrar_client")
     patch_registrar_client(registrar_client)
     patch_agent_module(importlib.import_module("keylime.keylime_agent"))

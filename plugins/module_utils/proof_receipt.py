@@ -49,7 +49,7 @@ EXIT = {
     "public_signals": 17,
     "input_commitment": 18,
 }
-MEASUREMENT_CODES = ("mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3")
+MEASUREMENT_CODES = ("mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "measurement_missing")
 BUNDLE_VERSION = 1
 
 
@@ -184,8 +184,11 @@ def check_quote(inputs: Inputs, quote: bytes, nonce: bytes, claims: Mapping[str,
         collateral = tdx_verify.load_collateral(inputs.collateral)
     except (tdx_verify.PolicyError, tdx_verify.CollateralError) as exc:
         raise ReceiptCheckFailed("input", str(exc)) from None
+    pin = inputs.reference.get("sim_root_sha256")
     trust = tdx_verify.TrustAnchors(
-        allow_simulated=inputs.allow_simulated, simulated_root_der=inputs.sim_root
+        allow_simulated=inputs.allow_simulated,
+        simulated_root_der=inputs.sim_root,
+        simulated_root_sha256=pin if isinstance(pin, str) else None,
     )
     verdict = tdx_verify.verify_quote(
         quote, collateral, inputs.now, policy, nonce, td_claims.claims_digest(claims), trust

@@ -64,6 +64,10 @@ _BODY15_FIELDS: tuple[tuple[str, int, int], ...] = (
 )
 
 
+# The kit's SIMULATED provider (tdx_sim.py) writes this into every quote header's user data.
+SIM_MARKER = b"SIMULATED-TDX"
+
+
 class QuoteFormatError(ValueError):
     """The input is not a TDX quote this parser understands (wrong type, truncated, ...)."""
 

@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from tdx_quote import SIM_MARKER
 
-SIM_MARKER = b"SIMULATED-TDX"
 LOG_PREFIX = "[SIMULATED TDX]"
 SGX_EXTENSION_OID = "1.2.840.113741.1.13.1"
 INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
@@ -192,10 +192,49 @@ def _cert(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def create_pki(now: int, fmspc: str = DEFAULT_FMSPC) -> SimPki:
-    """A fresh SIMULATED PKI, valid from ``now`` - 1 day for ten years."""
-    root_key, pck_ca_key, tcb_key, pck_key = _key(), _key(), _key(), _key()
-    root = _cert("SIMULATED TDX Root CA", root_key, None, root_key, True, now)
+# The SIMULATED root is one fixed, public test root, the same on every machine (its key comes from this public
+# seed, its certificate is signed deterministically): so the lab inventory pins its SHA-256 as a constant
+# (SIM_ROOT_SHA256) and a verifier refuses any other root file. Anyone can sign with it, which is why a
+# simulated quote is refused everywhere but in the lab.
+SIM_ROOT_SEED = b"tee-proof-kit SIMULATED TDX root CA v1 (public test key, not a secret)"
+SIM_ROOT_NOT_BEFORE = 1704067200  # 2024-01-01T00:00:00Z (+1 day), valid for ten years
+SIM_ROOT_SERIAL = 0x5157544458
+
+
+def sim_root_key() -> ec.EllipticCurvePrivateKey:
+    return ec.derive_private_key(
+        int.from_bytes(hashlib.sha256(SIM_ROOT_SEED).digest(), "big"), ec.SECP256R1()
+    )
+
+
+def sim_root_cert(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    start = dt.datetime.fromtimestamp(SIM_ROOT_NOT_BEFORE, dt.UTC)
+    subject = _name("SIMULATED TDX Root CA")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(SIM_ROOT_SERIAL)
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), True)
+        .add_extension(_usage(True), True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+    )
+    return builder.sign(key, hashes.SHA256(), ecdsa_deterministic=True)
+
+
+def create_pki(now: int, fmspc: str = DEFAULT_FMSPC, fixed_root: bool = True) -> SimPki:
+    """A SIMULATED PKI under the fixed test root; the intermediates are fresh, valid from ``now`` - 1 day.
+    ``fixed_root=False`` makes a root of its own (tests: a root that nobody pinned)."""
+    pck_ca_key, tcb_key, pck_key = _key(), _key(), _key()
+    if fixed_root:
+        root_key = sim_root_key()
+        root = sim_root_cert(root_key)
+    else:
+        root_key = _key()
+        root = _cert("SIMULATED TDX Root CA", root_key, None, root_key, True, now)
     pck_ca = _cert("SIMULATED Intel SGX PCK Platform CA", pck_ca_key, root, root_key, True, now)
     tcb = _cert("SIMULATED Intel SGX TCB Signing", tcb_key, root, root_key, False, now)
     ppid = hashlib.sha256(pck_key.public_key().public_bytes(*_PUB_RAW)).digest()[:16]

@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING, Any
 import dcap_qvl
 
 if TYPE_CHECKING:
-    from tdx_quote import Quote, QuoteFormatError, TdReport, parse_quote, quote_to_dict
+    from tdx_quote import SIM_MARKER, Quote, QuoteFormatError, TdReport, parse_quote, quote_to_dict
 else:
     try:  # Ansible modules import shared code through ansible.module_utils
         from ansible.module_utils.tdx_quote import (
+            SIM_MARKER,
             Quote,
             QuoteFormatError,
             TdReport,
@@ -43,7 +44,7 @@ else:
             quote_to_dict,
         )
     except ImportError:  # CLIs and tests put plugins/module_utils on sys.path
-        from tdx_quote import Quote, QuoteFormatError, TdReport, parse_quote, quote_to_dict
+        from tdx_quote import SIM_MARKER, Quote, QuoteFormatError, TdReport, parse_quote, quote_to_dict
 
 TCB_STATUSES = (
     "UpToDate",
@@ -66,8 +67,12 @@ MEASUREMENT_FIELDS = (
     "mr_owner_config",
 )
 _BOOL_KEYS = ("allow_debug", "require_sept_ve_disable")
-_LIST_KEYS = ("allowed_tcb_statuses", "forbidden_advisory_ids")
-POLICY_KEYS = frozenset((*MEASUREMENT_FIELDS, *_BOOL_KEYS, *_LIST_KEYS))
+_LIST_KEYS = ("allowed_tcb_statuses", "forbidden_advisory_ids", "required")
+POLICY_KEYS = frozenset((*MEASUREMENT_FIELDS, *_BOOL_KEYS, *_LIST_KEYS, "waivers"))
+# What a TD's boot is made of: firmware (MRTD), firmware configuration (RTMR0), kernel (RTMR1), command line
+# with the root hash and initrd (RTMR2). A policy without an expected value for one of these fails closed
+# unless it waives that measurement by name, with a reason; the verdict lists every waiver.
+DEFAULT_REQUIRED = ("mr_td", "rtmr0", "rtmr1", "rtmr2")
 SEPT_NOTE = (
     "dcap-qvl 0.7.0 enforces SEPT_VE_DISABLE (and no debug / reserved TD attribute bits) itself; "
     "the kit's policy cannot relax that check"
@@ -95,14 +100,20 @@ class Policy:
     require_sept_ve_disable: bool = True
     forbidden_advisory_ids: tuple[str, ...] = ()
     expected: Mapping[str, bytes] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    waivers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class TrustAnchors:
-    """Which roots the verifier accepts. The simulated test root only when ``allow_simulated``."""
+    """Which root the verifier accepts: Intel's, or (lab only) the simulated test root and nothing else.
+
+    ``simulated_root_sha256`` pins the simulated root: a root file whose SHA-256 differs is refused, so a
+    root that someone swapped on the way (e.g. in a host-writable run folder) signs nothing."""
 
     allow_simulated: bool = False
     simulated_root_der: bytes | None = None
+    simulated_root_sha256: str | None = None
 
 
 @dataclass
@@ -116,9 +127,12 @@ class Verdict:
     warnings: list[str]
     report_data_checked: bool
     quote: dict[str, Any] | None
+    waivers: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "waivers": dict(self.waivers),
+            "unchecked": sorted(self.waivers),
             "ok": self.ok,
             "simulated": self.simulated,
             "authenticated": self.authenticated,
@@ -180,13 +194,40 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
         if key not in POLICY_KEYS:
             raise PolicyError(f"unknown policy key {key!r} (allowed: {', '.join(sorted(POLICY_KEYS))})")
     expected = {k: _hex_field(k, data[k]) for k in MEASUREMENT_FIELDS if data.get(k) is not None}
+    required = _measurement_names("required", data.get("required", []))
+    waivers = _waivers(data.get("waivers", {}))
+    both = sorted(set(waivers) & set(expected))
+    if both:
+        raise PolicyError(f"policy key 'waivers': {both[0]!r} has an expected value; drop the waiver")
     return Policy(
         allowed_tcb_statuses=_statuses(data.get("allowed_tcb_statuses", ["UpToDate"])),
         allow_debug=_bool("allow_debug", data.get("allow_debug", False)),
         require_sept_ve_disable=_bool("require_sept_ve_disable", data.get("require_sept_ve_disable", True)),
         forbidden_advisory_ids=_str_list("forbidden_advisory_ids", data.get("forbidden_advisory_ids", [])),
         expected=expected,
+        required=required,
+        waivers=waivers,
     )
+
+
+def _measurement_names(key: str, value: Any) -> tuple[str, ...]:
+    names = _str_list(key, value)
+    unknown = [n for n in names if n not in MEASUREMENT_FIELDS]
+    if unknown:
+        raise PolicyError(
+            f"policy key {key!r}: {unknown[0]!r} is not a measurement ({', '.join(MEASUREMENT_FIELDS)})"
+        )
+    return names
+
+
+def _waivers(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise PolicyError("policy key 'waivers': expected a mapping of measurement name to reason")
+    _measurement_names("waivers", list(value))
+    for name, reason in value.items():
+        if not isinstance(reason, str) or not reason.strip():
+            raise PolicyError(f"policy key 'waivers': {name!r} needs a reason (a non-empty string)")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -249,29 +290,53 @@ def _dcap_reason(error: str, root: str) -> Reason:
     return Reason("dcap_qvl", message)
 
 
+SIMULATED_REFUSED = (
+    "the quote is SIMULATED (made by the lab's test provider, not by TDX hardware): simulated quotes are "
+    "refused outside the lab inventory (inventories/lab sets kit_tdx_simulated)"
+)
+
+
+def looks_simulated(raw: bytes) -> bool:
+    """The kit's simulated provider marks its quotes (header user data, test-PKI names); unauthenticated."""
+    return SIM_MARKER in raw
+
+
+def _simulated_root(trust: TrustAnchors) -> tuple[bytes | None, Reason | None]:
+    root = trust.simulated_root_der
+    if root is None:
+        return None, Reason("simulated_root_missing", "simulation enabled but no simulated root CA given")
+    pin = (trust.simulated_root_sha256 or "").strip().lower()
+    if not pin:
+        return None, Reason(
+            "simulated_root_pin", "simulation enabled but the simulated root is not pinned by its SHA-256"
+        )
+    got = hashlib.sha256(root).hexdigest()
+    if got != pin:
+        return None, Reason(
+            "simulated_root_pin",
+            f"the simulated root CA given has SHA-256 {got}, not the pinned {pin}: refused",
+        )
+    return root, None
+
+
 def check_signature(raw: bytes, collateral: Any, now: int, trust: TrustAnchors) -> SignatureResult:
-    """Signature chain, collateral validity and TCB status. The simulated root only when allowed."""
+    """Signature chain, collateral validity and TCB status against exactly one root: Intel's, or in the
+    lab only the pinned simulated root."""
+    if trust.allow_simulated:
+        root, problem = _simulated_root(trust)
+        if problem is not None or root is None:
+            return SignatureResult(None, (), False, (problem or Reason("simulated_root_missing", ""),))
+        sim_report, sim_error = _dcap(raw, collateral, now, root)
+        if sim_report is None:
+            reason = _dcap_reason(sim_error or "unknown error", "pinned simulated test root CA")
+            return SignatureResult(None, (), False, (reason,))
+        return SignatureResult(str(sim_report.status), tuple(sim_report.advisory_ids), True, ())
     report, error = _dcap(raw, collateral, now, None)
     if report is not None:
         return SignatureResult(str(report.status), tuple(report.advisory_ids), False, ())
-    intel_reason = _dcap_reason(error or "unknown error", "Intel SGX root CA")
-    if trust.simulated_root_der is None:
-        if trust.allow_simulated:
-            note = Reason("simulated_root_missing", "simulation enabled but no simulated root CA given")
-            return SignatureResult(None, (), False, (intel_reason, note))
-        return SignatureResult(None, (), False, (intel_reason,))
-    sim_report, sim_error = _dcap(raw, collateral, now, trust.simulated_root_der)
-    if sim_report is None:
-        sim_reason = _dcap_reason(sim_error or "unknown error", "simulated test root CA")
-        return SignatureResult(None, (), False, (intel_reason, sim_reason))
-    if not trust.allow_simulated:
-        reason = Reason(
-            "simulated_not_allowed",
-            "quote is signed by the SIMULATED TDX test root; simulation is not enabled "
-            "(allow_simulated=false)",
-        )
-        return SignatureResult(None, (), True, (reason,))
-    return SignatureResult(str(sim_report.status), tuple(sim_report.advisory_ids), True, ())
+    if looks_simulated(raw):
+        return SignatureResult(None, (), True, (Reason("simulated_refused", SIMULATED_REFUSED),))
+    return SignatureResult(None, (), False, (_dcap_reason(error or "unknown error", "Intel SGX root CA"),))
 
 
 # ---------------------------------------------------------------- policy evaluation
@@ -304,6 +369,15 @@ def _check_attributes(policy: Policy, report: TdReport) -> list[Reason]:
 
 def _check_measurements(policy: Policy, report: TdReport) -> list[Reason]:
     reasons: list[Reason] = []
+    for name in policy.required:
+        if name not in policy.expected and name not in policy.waivers:
+            reasons.append(
+                Reason(
+                    "measurement_missing",
+                    f"{name} is required but the policy has no expected value for it (and no waiver): "
+                    "refused rather than unchecked",
+                )
+            )
     for name in MEASUREMENT_FIELDS:
         want = policy.expected.get(name)
         got: bytes = getattr(report, name)
@@ -371,6 +445,7 @@ def verify_quote(
         warnings=warnings,
         report_data_checked=expected_rd is not None,
         quote=_summary(quote),
+        waivers=dict(policy.waivers),
     )
 
 
@@ -382,6 +457,8 @@ def _warnings(policy: Policy, nonce: bytes | None, sig: SignatureResult) -> list
         warnings.append("policy has no expected measurements: any image is accepted")
     if sig.simulated:
         warnings.append("SIMULATED TDX quote: signed by the lab's test PKI, not by Intel hardware")
+    for name, why in sorted(policy.waivers.items()):
+        warnings.append(f"{name} NOT checked (waived by the inventory: {why})")
     return warnings
 
 

@@ -12,7 +12,11 @@ description:
     then the kit's policy (allowed TCB statuses, debug forbidden, SEPT_VE_DISABLE, expected MRTD and
     RTMR0-3, REPORTDATA = SHA-512(nonce || binding)).
   - Fails listing every reason the quote does not pass.
-  - Quotes signed by the lab's SIMULATED test root pass only with O(allow_simulated=true) and O(sim_root).
+  - Exactly one root is trusted. Without O(allow_simulated), Intel's; a SIMULATED quote is refused with a
+    reason that says so. With it (lab only), the SIMULATED test root in O(sim_root) and nothing else, and
+    only when its SHA-256 equals O(sim_root_sha256).
+  - Measurements listed in the policy's C(required) must have an expected value or a named waiver
+    (C(waivers)); the verdict lists every waiver as unchecked.
 options:
   quote_path:
     description: Path to the raw quote on the controller/host running the module.
@@ -53,6 +57,9 @@ options:
   sim_root:
     description: DER certificate of the SIMULATED lab root.
     type: path
+  sim_root_sha256:
+    description: Pinned SHA-256 (hex) of O(sim_root); required with O(allow_simulated).
+    type: str
 author:
   - tee-proof-kit
 """
@@ -132,9 +139,13 @@ def _trust(module: AnsibleModule) -> Any:
     if module.params["sim_root"]:
         with open(module.params["sim_root"], "rb") as handle:
             root = handle.read()
-    if module.params["allow_simulated"] and root is None:
-        module.fail_json(msg="allow_simulated needs sim_root")
-    return TrustAnchors(allow_simulated=module.params["allow_simulated"], simulated_root_der=root)
+    if module.params["allow_simulated"] and (root is None or not module.params["sim_root_sha256"]):
+        module.fail_json(msg="allow_simulated needs sim_root and its pin sim_root_sha256")
+    return TrustAnchors(
+        allow_simulated=module.params["allow_simulated"],
+        simulated_root_der=root,
+        simulated_root_sha256=module.params["sim_root_sha256"],
+    )
 
 
 def main() -> None:
@@ -150,6 +161,7 @@ def main() -> None:
             "claims": {"type": "dict"},
             "allow_simulated": {"type": "bool", "default": False},
             "sim_root": {"type": "path"},
+            "sim_root_sha256": {"type": "str"},
         },
         required_one_of=[("quote_path", "quote_b64")],
         mutually_exclusive=[("quote_path", "quote_b64")],

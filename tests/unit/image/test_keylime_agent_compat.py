@@ -149,3 +149,23 @@ def test_agent_module_gets_parsable_release(monkeypatch: Any) -> None:
     compat.patch_agent_module(mod)
     assert mod.platform.release() == "6.12.117-deb13-amd64"
     assert mod.platform.system() == platform.system()
+
+
+def test_u_never_reaches_tpm_nv() -> None:
+    """keylime 6.5.3 writes U to NV 0x1500018, i.e. into the host's swtpm state; the launcher stops that."""
+    written: list[bytes] = []
+
+    class FakeTpm:
+        def write_key_nvram(self, key: bytes) -> None:
+            written.append(key)
+
+        def read_key_nvram(self) -> list[bytes] | None:
+            return [b"U from an earlier run"]
+
+    FakeTpm().write_key_nvram(b"before")
+    assert written == [b"before"]
+    compat.keep_u_out_of_nvram(FakeTpm)
+    tpm = FakeTpm()
+    tpm.write_key_nvram(b"U share")
+    assert written == [b"before"]
+    assert tpm.read_key_nvram() is None

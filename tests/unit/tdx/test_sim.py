@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +12,14 @@ import tdx_measure
 import tdx_quote
 import tdx_sim
 import tdx_verify
+import yaml
+from cryptography.hazmat.primitives import serialization
 
 NOW = 1760000000
 NONCE = bytes.fromhex("5eed") * 16
 BINDING = b"client-ephemeral-public-key"
+KIT_TDX = Path(__file__).resolve().parents[3] / "inventories" / "local" / "group_vars" / "all" / "kit_tdx.yml"
+SIM_ROOT_PIN = str(yaml.safe_load(KIT_TDX.read_text())["kit_tdx_sim_root_sha256"])
 
 
 def _fake_kernel() -> bytes:
@@ -54,7 +59,9 @@ def lab() -> dict[str, Any]:
     policy = tdx_verify.policy_from_mapping(
         {"mr_td": "aa" * 48, "rtmr0": "bb" * 48, "rtmr1": expected["rtmr1"], "rtmr2": expected["rtmr2"]}
     )
-    trust = tdx_verify.TrustAnchors(allow_simulated=True, simulated_root_der=pki.root_der)
+    trust = tdx_verify.TrustAnchors(
+        allow_simulated=True, simulated_root_der=pki.root_der, simulated_root_sha256=SIM_ROOT_PIN
+    )
     return {"pki": pki, "coll": collateral, "m": measurements, "policy": policy, "trust": trust}
 
 
@@ -124,17 +131,84 @@ def test_missing_sept_ve_disable_fails_and_cannot_be_relaxed_through_dcap_qvl(la
 
 
 def test_simulated_quotes_rejected_when_simulation_is_not_enabled(lab: dict[str, Any]) -> None:
-    off = tdx_verify.TrustAnchors(allow_simulated=False, simulated_root_der=lab["pki"].root_der)
-    verdict = _verify(lab, lab["m"], trust=off)
-    assert not verdict.ok and verdict.codes() == ["simulated_not_allowed"]
-    default = _verify(lab, lab["m"], trust=tdx_verify.TrustAnchors())
-    assert not default.ok and default.codes() == ["dcap_qvl"] and not default.simulated
+    """Outside the lab (allow_simulated false) a simulated quote is refused, and the reason says why,
+    even when the caller also hands over the simulated root."""
+    off = tdx_verify.TrustAnchors(
+        allow_simulated=False, simulated_root_der=lab["pki"].root_der, simulated_root_sha256=SIM_ROOT_PIN
+    )
+    for trust in (off, tdx_verify.TrustAnchors()):
+        verdict = _verify(lab, lab["m"], trust=trust)
+        assert not verdict.ok and verdict.codes() == ["simulated_refused"]
+        assert "SIMULATED" in verdict.reasons[0].message and "lab inventory" in verdict.reasons[0].message
+
+
+def test_the_fixed_simulated_root_is_the_one_the_lab_inventory_pins() -> None:
+    import hashlib
+
+    a, b = tdx_sim.create_pki(NOW), tdx_sim.create_pki(NOW + 99)
+    assert a.root_der == b.root_der
+    assert hashlib.sha256(a.root_der).hexdigest() == SIM_ROOT_PIN
+    assert a.pck_ca.public_bytes(serialization.Encoding.DER) != b.pck_ca.public_bytes(
+        serialization.Encoding.DER
+    )
+
+
+def test_simulation_needs_the_pin_and_refuses_another_root_file(lab: dict[str, Any]) -> None:
+    rogue = tdx_sim.create_pki(NOW, fixed_root=False)
+    unpinned = replace(lab["trust"], simulated_root_sha256=None)
+    assert _verify(lab, lab["m"], trust=unpinned).codes() == ["simulated_root_pin"]
+    # A root file swapped for another one (e.g. in the host-writable run folder): refused before any check.
+    swapped = replace(lab["trust"], simulated_root_der=rogue.root_der)
+    verdict = _verify(lab, lab["m"], trust=swapped, pki=rogue)
+    assert verdict.codes() == ["simulated_root_pin"] and "not the pinned" in verdict.reasons[0].message
 
 
 def test_quote_from_another_test_pki_is_rejected(lab: dict[str, Any]) -> None:
-    rogue = tdx_sim.create_pki(NOW)
+    rogue = tdx_sim.create_pki(NOW, fixed_root=False)
     verdict = _verify(lab, lab["m"], pki=rogue)
-    assert not verdict.ok and verdict.codes() == ["dcap_qvl", "dcap_qvl"]
+    assert not verdict.ok and verdict.codes() == ["dcap_qvl"]
+
+
+def test_with_simulation_on_only_the_simulated_root_counts(
+    lab: dict[str, Any], intel_quote: bytes, intel_collateral: Any
+) -> None:
+    """In lab mode an Intel-signed quote is not accepted either: exactly one root is trusted."""
+    verdict = tdx_verify.verify_quote(intel_quote, intel_collateral, 1752919234, trust=lab["trust"])
+    assert not verdict.ok and verdict.codes() == ["dcap_qvl"]
+    assert "simulated" in verdict.reasons[0].message
+
+
+def test_required_measurement_without_value_or_waiver_fails_closed(lab: dict[str, Any]) -> None:
+    exp = {k: v.hex() for k, v in lab["policy"].expected.items() if k != "rtmr0"}
+    strict = tdx_verify.policy_from_mapping({**exp, "required": ["mr_td", "rtmr0", "rtmr1", "rtmr2"]})
+    rd = tdx_verify.expected_report_data(NONCE, BINDING)
+    raw = tdx_sim.make_quote(lab["pki"], lab["m"], rd)
+    verdict = tdx_verify.verify_quote(raw, lab["coll"], NOW + 60, strict, NONCE, BINDING, lab["trust"])
+    assert verdict.codes() == ["measurement_missing"] and "rtmr0" in verdict.reasons[0].message
+    waived = tdx_verify.policy_from_mapping(
+        {**exp, "required": ["mr_td", "rtmr0", "rtmr1", "rtmr2"], "waivers": {"rtmr0": "not computed here"}}
+    )
+    ok = tdx_verify.verify_quote(raw, lab["coll"], NOW + 60, waived, NONCE, BINDING, lab["trust"])
+    assert ok.ok, ok.reasons
+    assert ok.to_dict()["unchecked"] == ["rtmr0"] and ok.to_dict()["waivers"] == {
+        "rtmr0": "not computed here"
+    }
+    assert any("rtmr0 NOT checked" in w for w in ok.warnings)
+
+
+@pytest.mark.parametrize(
+    ("policy", "match"),
+    [
+        ({"required": ["rtmr9"]}, "not a measurement"),
+        ({"waivers": {"mrtd": "x"}}, "not a measurement"),
+        ({"waivers": {"rtmr0": ""}}, "needs a reason"),
+        ({"waivers": ["rtmr0"]}, "mapping"),
+        ({"rtmr0": "bb" * 48, "waivers": {"rtmr0": "x"}}, "has an expected value"),
+    ],
+)
+def test_bad_waivers_are_refused(policy: dict[str, Any], match: str) -> None:
+    with pytest.raises(tdx_verify.PolicyError, match=match):
+        tdx_verify.policy_from_mapping(policy)
 
 
 def test_expired_simulated_collateral_fails(lab: dict[str, Any]) -> None:
@@ -158,6 +232,6 @@ def test_state_round_trip(tmp_path: Any) -> None:
     assert json.loads((tmp_path / "collateral.meta.json").read_text())["simulated"] is True
     coll = tdx_verify.load_collateral(tmp_path / "collateral.json")
     raw = tdx_sim.make_quote(again, tdx_sim.SimMeasurements(*(bytes(48),) * 4), bytes(64))
-    trust = tdx_verify.TrustAnchors(True, (tmp_path / "root.der").read_bytes())
+    trust = tdx_verify.TrustAnchors(True, (tmp_path / "root.der").read_bytes(), SIM_ROOT_PIN)
     verdict = tdx_verify.verify_quote(raw, coll, NOW + 20, trust=trust)
     assert verdict.ok and verdict.simulated

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import os
 import subprocess
@@ -58,8 +59,15 @@ def job(
     receipt = td_claims.sign_receipt(body, td["receipt_private"])
     bundle = proof_receipt.make_bundle(base64.b64encode(quote).decode(), claims, nonce.hex(), receipt, True)
     reference = {
-        "policy": {"mr_td": "aa" * 48, "rtmr1": "11" * 48, "rtmr2": "22" * 48},
+        "policy": {
+            "mr_td": "aa" * 48,
+            "rtmr1": "11" * 48,
+            "rtmr2": "22" * 48,
+            "required": ["mr_td", "rtmr0", "rtmr1", "rtmr2"],
+            "waivers": {"rtmr0": "not computed in this test"},
+        },
         "image_id_sha256": claims["image_id_sha256"],
+        "sim_root_sha256": hashlib.sha256(pki.root_der).hexdigest(),
     }
     (out / "bundle.json").write_text(json.dumps(bundle))
     (out / "reference.json").write_text(json.dumps(reference))
@@ -181,7 +189,10 @@ def test_claims_changed_after_the_quote_are_refused(job: dict[str, Any], other_t
 def test_wrong_measurement_and_wrong_root_are_refused(job: dict[str, Any]) -> None:
     reference = {**job["reference"], "policy": {**job["reference"]["policy"], "rtmr2": "33" * 48}}
     assert _refused(job, reference=reference) == "measurements"
+    unwaived = {**job["reference"], "policy": {**job["reference"]["policy"], "waivers": {}}}
+    assert _refused(job, reference=unwaived) == "measurements"
     assert _refused(job, allow_simulated=False) == "quote"
+    assert _refused(job, reference={**job["reference"], "sim_root_sha256": "0" * 64}) == "quote"
 
 
 def test_the_command_names_the_check_and_exits_with_its_code(job: dict[str, Any], tmp_path: Path) -> None:

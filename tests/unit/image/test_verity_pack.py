@@ -1,0 +1,89 @@
+"""The verity packer: the same tree gives the same bytes and root hash; any changed byte of the filesystem
+fails veritysetup verify and a changed tree gives another root hash (real mkfs.ext4 and veritysetup)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import verity_pack
+
+UUID = "7e3c5b1e-6a4f-4c8e-9b0d-2f1a3c4d5e6f"
+SALT = hashlib.sha256(b"test salt").hexdigest()
+EPOCH = 1704067200
+
+# mkfs.ext4 and veritysetup come from requirements/debian.txt (bin/kit setup): missing tools fail, not skip.
+
+
+def _tree(root: Path) -> Path:
+    (root / "etc" / "keylime").mkdir(parents=True)
+    (root / "etc" / "keylime" / "agent.conf").write_text("[agent]\nip = 0.0.0.0\n")
+    (root / "root" / ".ssh").mkdir(parents=True)
+    (root / "root" / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAA operator\n")
+    os.symlink("keylime/agent.conf", root / "etc" / "agent-link")
+    return root
+
+
+def _pack(root: Path, out: Path) -> verity_pack.VerityImage:
+    return verity_pack.pack(root, out, 16, label="root", fs_uuid=UUID, salt=SALT, epoch=EPOCH)
+
+
+def test_the_same_tree_packs_to_the_same_bytes_and_root_hash(tmp_path: Path) -> None:
+    a = _tree(tmp_path / "a")
+    b = tmp_path / "b"
+    shutil.copytree(a, b, symlinks=True)  # another copy, made later: other file times
+    one, two = _pack(a, tmp_path / "one.raw"), _pack(b, tmp_path / "two.raw")
+    assert one == two
+    digest = [hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in ("one.raw", "two.raw")]
+    assert digest[0] == digest[1]
+    assert one.hash_offset == 16 * 1024 * 1024 and one.size_bytes > one.hash_offset
+    verity_pack.verify(tmp_path / "one.raw", one)
+    assert not (tmp_path / "one.raw.partial").exists()
+
+
+def test_a_changed_file_gives_another_root_hash(tmp_path: Path) -> None:
+    a = _tree(tmp_path / "a")
+    before = _pack(a, tmp_path / "one.raw")
+    (a / "etc" / "keylime" / "agent.conf").write_text("[agent]\nip = 0.0.0.1\n")
+    assert _pack(a, tmp_path / "two.raw").root_hash != before.root_hash
+
+
+def test_a_byte_changed_in_the_image_fails_verification(tmp_path: Path) -> None:
+    """What the host can do to the disk image file: the hash tree no longer matches the root hash."""
+    image = tmp_path / "one.raw"
+    info = _pack(_tree(tmp_path / "a"), image)
+    data = bytearray(image.read_bytes())
+    at = data.find(b"ssh-ed25519 AAAA operator")
+    assert at > 0
+    data[at + 12 : at + 16] = b"EVIL"
+    image.write_bytes(bytes(data))
+    with pytest.raises(verity_pack.PackError, match="veritysetup failed"):
+        verity_pack.verify(image, info)
+
+
+def test_bad_inputs_are_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(verity_pack.PackError, match="no root filesystem folder"):
+        _pack(tmp_path / "missing", tmp_path / "x.raw")
+    with pytest.raises(verity_pack.PackError, match="64 hex digits"):
+        verity_pack.pack(tmp_path, tmp_path / "x.raw", 16, label="r", fs_uuid=UUID, salt="00", epoch=EPOCH)
+    with pytest.raises(verity_pack.PackError, match="too small"):
+        verity_pack.pack(tmp_path, tmp_path / "x.raw", 1, label="r", fs_uuid=UUID, salt=SALT, epoch=EPOCH)
+    assert not list(tmp_path.glob("x.raw*"))
+
+
+def test_clamp_mtimes_only_lowers_newer_times(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    old.write_text("x")
+    os.utime(old, (1000, 1000))
+    new = tmp_path / "new"
+    new.write_text("y")
+    assert verity_pack.clamp_mtimes(tmp_path, EPOCH) == 2  # the folder and the new file
+    assert old.stat().st_mtime == 1000 and new.stat().st_mtime == EPOCH
+
+
+def test_format_output_without_root_hash_is_an_error() -> None:
+    with pytest.raises(verity_pack.PackError, match="no SHA-256 root hash"):
+        verity_pack.parse_format_output("VERITY header information\nSalt: 00\n")
