@@ -522,16 +522,16 @@ def start(spec: LaunchSpec, python: str, boot_timeout: float, runner: Runner = _
         if not (run / "tpm" / "tpm2-00.permall").exists():
             runner(swtpm_setup_argv(run))
         runner(swtpm_argv(run))
-        if not (run / "tdx-sim" / "collateral.json").exists():
-            runner(
-                [
-                    python,
-                    str(Path(spec.kit_root) / "bin" / "tdx-sim-provider"),
-                    "setup",
-                    "--state",
-                    str(run / "tdx-sim"),
-                ]
-            )
+        # Every launch: fresh collateral (valid 30 days), and a PKI under the fixed test root.
+        runner(
+            [
+                python,
+                str(Path(spec.kit_root) / "bin" / "tdx-sim-provider"),
+                "setup",
+                "--state",
+                str(run / "tdx-sim"),
+            ]
+        )
         with open(run / "provider.log", "ab") as log:
             proc = subprocess.Popen(
                 provider_argv(spec, python),

@@ -491,10 +491,15 @@ def make_quote(pki: SimPki, measurements: SimMeasurements, report_data: bytes) -
 
 
 def setup_state(directory: str | Path, now: int, days: int = 30, fmspc: str = DEFAULT_FMSPC) -> SimPki:
-    """Create (or reuse) the PKI in ``directory`` and (re)write collateral.json for ``now``."""
+    """Create (or reuse) the PKI in ``directory`` and (re)write collateral.json for ``now``. A PKI under
+    another root than the fixed test root (made by an older kit) is replaced."""
     d = Path(directory)
-    pki = load_pki(d) if (d / "root.der").exists() else create_pki(now, fmspc)
-    if not (d / "root.der").exists():
+    fixed = sim_root_cert(sim_root_key()).public_bytes(serialization.Encoding.DER)
+    current = (d / "root.der").read_bytes() if (d / "root.der").exists() else None
+    if current == fixed:
+        pki = load_pki(d)
+    else:
+        pki = create_pki(now, fmspc)
         save_pki(pki, d)
     collateral = make_collateral(pki, now, days)
     (d / "collateral.json").write_text(json.dumps(collateral, indent=1) + "\n")

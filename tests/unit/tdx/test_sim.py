@@ -224,6 +224,12 @@ def test_report_data_must_be_64_bytes(lab: dict[str, Any]) -> None:
         tdx_sim.make_quote(lab["pki"], lab["m"], b"short")
 
 
+def test_setup_replaces_a_pki_under_another_root(tmp_path: Any) -> None:
+    tdx_sim.save_pki(tdx_sim.create_pki(NOW, fixed_root=False), tmp_path)
+    pki = tdx_sim.setup_state(tmp_path, NOW)
+    assert (tmp_path / "root.der").read_bytes() == pki.root_der == tdx_sim.create_pki(NOW).root_der
+
+
 def test_state_round_trip(tmp_path: Any) -> None:
     pki = tdx_sim.setup_state(tmp_path, NOW)
     again = tdx_sim.setup_state(tmp_path, NOW + 10)
