@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 import image_tree  # noqa: E402
 import runtime_policy  # noqa: E402
+import verity_pack  # noqa: E402
 
 REQUIRED = [
     "/etc/ima/ima-policy",
@@ -64,6 +65,36 @@ def extract(disk: Path, dest: Path) -> None:
         raise SystemExit(f"debugfs could not extract {disk}: {result.stderr[-1000:]}")
 
 
+def check_verity(image_dir: Path, disk: Path, root: Path, report: dict[str, Any]) -> list[str]:
+    """The whole disk verifies against the manifest's root hash, which is the one on the command line; the
+    filesystem's writable places are tmpfs."""
+    problems: list[str] = []
+    verity = json.loads((image_dir / "manifest.json").read_text()).get("verity") or {}
+    cmdline = (image_dir / "cmdline").read_text()
+    root_hash = verity.get("root_hash", "")
+    report["verity_root_hash"] = root_hash
+    if not root_hash or f"kit.verity.roothash={root_hash}" not in cmdline.split():
+        problems.append(f"the command line does not carry the manifest's root hash {root_hash or '(none)'}")
+    if "ro" not in cmdline.split() or "rw" in cmdline.split():
+        problems.append("the command line does not mount the root read-only")
+    try:
+        verity_pack.verify(disk, verity_pack.VerityImage(**verity_fields(verity)))
+        report["verity_verified"] = True
+    except (verity_pack.PackError, TypeError) as exc:
+        problems.append(f"veritysetup verify of {disk.name} failed: {exc}")
+    fstab = (root / "etc/fstab").read_text() if (root / "etc/fstab").exists() else ""
+    mounts = [line.split()[1:3] for line in fstab.splitlines() if len(line.split()) > 2]
+    for mount in ("/var", "/tmp"):
+        if [mount, "tmpfs"] not in mounts:
+            problems.append(f"{mount} is not tmpfs in /etc/fstab")
+    return problems
+
+
+def verity_fields(verity: dict[str, Any]) -> dict[str, Any]:
+    names = ("root_hash", "salt", "hash_algorithm", "data_blocks", "hash_offset", "size_bytes")
+    return {k: verity[k] for k in names}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image-dir", type=Path, required=True)
@@ -100,6 +131,8 @@ def main() -> int:
         on_disk = sorted(p.name for p in (root / "etc/ssh").glob("ssh_host_*"))
         if on_disk:
             problems.append(f"SSH host keys on the disk the host can read: {', '.join(on_disk)}")
+
+        problems += check_verity(args.image_dir, disk, root, report)
 
         policy = runtime_policy.load(args.image_dir / "runtime-policy.json")
         checked: list[str] = ["/etc/ima/ima-policy"]
