@@ -2,9 +2,10 @@
 its dm-verity hash tree (``veritysetup format``), reproducibly.
 
 The same folder, size, UUID, salt and time give the same bytes and therefore the same root hash: the
-filesystem's UUID and directory hash seed are fixed, mke2fs takes its time from ``E2FSPROGS_FAKE_TIME``,
-file times newer than that time are clamped to it first (the SOURCE_DATE_EPOCH rule), and the verity salt
-and UUID are parameters. The root hash goes on the kernel command line, which TDX measures into RTMR2.
+filesystem's UUID and directory hash seed are fixed, mke2fs takes its own time from ``E2FSPROGS_FAKE_TIME``,
+and the verity salt and UUID are parameters. The files keep their times: clamping them would make every
+compiled Python file (whose header holds its source's mtime) stale, and on a read-only root Python would then
+compile each module again at every start. The root hash goes on the kernel command line (RTMR2).
 """
 
 from __future__ import annotations
@@ -53,19 +54,6 @@ def _run(argv: Sequence[str], env: dict[str, str]) -> str:
     return proc.stdout
 
 
-def clamp_mtimes(root: Path, epoch: int) -> int:
-    """Set every time newer than ``epoch`` to ``epoch`` (symlinks themselves, not their targets)."""
-    changed = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*dirnames, *filenames, ""]:
-            path = os.path.join(dirpath, name) if name else dirpath
-            st = os.lstat(path)
-            if st.st_mtime > epoch or st.st_atime > epoch:
-                os.utime(path, (epoch, epoch), follow_symlinks=False)
-                changed += 1
-    return changed
-
-
 def parse_format_output(text: str) -> dict[str, str]:
     """The 'Name: value' lines that ``veritysetup format`` prints."""
     fields = {}
@@ -96,7 +84,6 @@ def pack(
         raise PackError("the verity salt must be 64 hex digits")
     if size_mib < 16:
         raise PackError(f"a {size_mib} MiB filesystem is too small")
-    clamp_mtimes(rootfs, epoch)
     partial = out.with_name(out.name + ".partial")
     partial.unlink(missing_ok=True)
     env = {"E2FSPROGS_FAKE_TIME": str(epoch)}

@@ -14,7 +14,7 @@ short_description: Pack a root filesystem folder into an ext4 disk image followe
 description:
   - mkfs.ext4 -d (no loop mount) then veritysetup format on the same file (hash tree after the filesystem),
     then veritysetup verify of the result.
-  - Reproducible - file times newer than O(epoch) are clamped to it, the filesystem UUID, hash seed and time
+  - Reproducible - the filesystem UUID, hash seed and time (O(epoch))
     and the verity salt and UUID are fixed, so the same folder gives the same bytes and root hash.
   - The output is written to a partial file and moved into place only when complete.
 options:
@@ -28,7 +28,7 @@ options:
   fs_uuid: {description: UUID of the filesystem and of the verity superblock., type: str, required: true}
   salt: {description: Verity salt (64 hex digits)., type: str, required: true}
   epoch:
-    description: Time written into the filesystem; newer file times are clamped to it.
+    description: Time mke2fs writes into the filesystem (superblock, lost+found); file times are kept.
     type: int
     required: true
 author: tee-proof-kit
