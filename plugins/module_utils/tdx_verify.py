@@ -69,10 +69,6 @@ MEASUREMENT_FIELDS = (
 _BOOL_KEYS = ("allow_debug", "require_sept_ve_disable")
 _LIST_KEYS = ("allowed_tcb_statuses", "forbidden_advisory_ids", "required")
 POLICY_KEYS = frozenset((*MEASUREMENT_FIELDS, *_BOOL_KEYS, *_LIST_KEYS, "waivers"))
-# What a TD's boot is made of: firmware (MRTD), firmware configuration (RTMR0), kernel (RTMR1), command line
-# with the root hash and initrd (RTMR2). A policy without an expected value for one of these fails closed
-# unless it waives that measurement by name, with a reason; the verdict lists every waiver.
-DEFAULT_REQUIRED = ("mr_td", "rtmr0", "rtmr1", "rtmr2")
 SEPT_NOTE = (
     "dcap-qvl 0.7.0 enforces SEPT_VE_DISABLE (and no debug / reserved TD attribute bits) itself; "
     "the kit's policy cannot relax that check"
@@ -301,31 +297,32 @@ def looks_simulated(raw: bytes) -> bool:
     return SIM_MARKER in raw
 
 
-def _simulated_root(trust: TrustAnchors) -> tuple[bytes | None, Reason | None]:
+def _simulated_root(trust: TrustAnchors) -> bytes | Reason:
+    """The simulated root DER when it is given and matches its pin, else the reason it cannot be used."""
     root = trust.simulated_root_der
     if root is None:
-        return None, Reason("simulated_root_missing", "simulation enabled but no simulated root CA given")
+        return Reason("simulated_root_missing", "simulation enabled but no simulated root CA given")
     pin = (trust.simulated_root_sha256 or "").strip().lower()
     if not pin:
-        return None, Reason(
+        return Reason(
             "simulated_root_pin", "simulation enabled but the simulated root is not pinned by its SHA-256"
         )
     got = hashlib.sha256(root).hexdigest()
     if got != pin:
-        return None, Reason(
+        return Reason(
             "simulated_root_pin",
             f"the simulated root CA given has SHA-256 {got}, not the pinned {pin}: refused",
         )
-    return root, None
+    return root
 
 
 def check_signature(raw: bytes, collateral: Any, now: int, trust: TrustAnchors) -> SignatureResult:
     """Signature chain, collateral validity and TCB status against exactly one root: Intel's, or in the
     lab only the pinned simulated root."""
     if trust.allow_simulated:
-        root, problem = _simulated_root(trust)
-        if problem is not None or root is None:
-            return SignatureResult(None, (), False, (problem or Reason("simulated_root_missing", ""),))
+        root = _simulated_root(trust)
+        if isinstance(root, Reason):
+            return SignatureResult(None, (), False, (root,))
         sim_report, sim_error = _dcap(raw, collateral, now, root)
         if sim_report is None:
             reason = _dcap_reason(sim_error or "unknown error", "pinned simulated test root CA")
