@@ -6,7 +6,7 @@ peak RSS of each child process, and each backend's ratio to snarkjs measured in 
 
     .venv/bin/python benchmarks/zk_prove.py [--circuit-dir build/zk/semaphore20] [--runs 5]
 
-Build the artifacts first: ansible-playbook playbooks/circuit-artifacts.yml (or the zk_artifacts CLI).
+Build the artifacts first: ansible-playbook playbooks/circuit-artifacts.yml (or bin/zk-artifacts).
 """
 
 from __future__ import annotations
@@ -23,20 +23,23 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+from ansible_collections.teeproof.kit.plugins.module_utils import zk_prove
 
-import zk_prove  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SNARKJS = ROOT / "tools" / "zk" / "node_modules" / "snarkjs" / "build" / "cli.cjs"
-ENTRY = ROOT / "plugins" / "module_utils" / "zk_prove.py"
+# The guest's layout (roles/zk_prover): the command with its library beside it.
+GUEST_LIB = Path(tempfile.mkdtemp(prefix="kit-zk-bench-"))
+shutil.copy2(ROOT / "roles" / "zk_prover" / "files" / "zk_prove_cli.py", GUEST_LIB)
+shutil.copy2(ROOT / "plugins" / "module_utils" / "zk_prove.py", GUEST_LIB)
+ENTRY = GUEST_LIB / "zk_prove_cli.py"
 
 
 def timed(argv: list[str]) -> tuple[float, int]:
     """Wall time (s) and peak RSS (MB) of one child process; output discarded."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    _unused, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"benchmark step failed: {' '.join(argv[:4])} ...")
@@ -45,7 +48,7 @@ def timed(argv: list[str]) -> tuple[float, int]:
 
 def series(argv: list[str], runs: int) -> dict[str, float]:
     timed(argv)  # warm the page cache
-    samples = [timed(argv) for _ in range(runs)]
+    samples = [timed(argv) for _unused in range(runs)]
     return {
         "median_s": statistics.median(s[0] for s in samples),
         "min_s": min(s[0] for s in samples),
@@ -67,7 +70,7 @@ def machine() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--circuit-dir", type=Path, default=ROOT / "build" / "zk" / "semaphore20")
     parser.add_argument("--input", type=Path, help="circuit input JSON (default: a Semaphore input)")
     parser.add_argument("--runs", type=int, default=5)
@@ -109,7 +112,7 @@ def main() -> int:
             ok, why = zk_prove.backend_available(backend, tools)
             if not ok:
                 prove[backend] = None
-                rows.append((f"prove: {backend}", None, "unavailable: " + why.split(" (")[0]))
+                rows.append((f"prove: {backend}", None, "unavailable: " + why.split(" (", maxsplit=1)[0]))
                 continue
             proof, public = work / f"{backend}.proof.json", work / f"{backend}.public.json"
             if backend == "snarkjs":
@@ -143,9 +146,9 @@ def main() -> int:
         if prove.get("groth16py"):
             import groth16py
 
-            pk, _ = groth16py.import_zkey(str(zkey))
+            pk, _unused = groth16py.import_zkey(str(zkey))
             samples = []
-            for _ in range(args.runs + 1):
+            for _unused in range(args.runs + 1):
                 start = time.perf_counter()
                 groth16py.prove_wtns(pk, str(wtns))
                 samples.append(time.perf_counter() - start)

@@ -1,10 +1,17 @@
-"""Shared pytest set-up: make the kit's module_utils importable as plain modules."""
+"""Shared pytest set-up.
+
+The kit's libraries are the collection teeproof.kit (bin/kit setup links this checkout into .venv), so tests
+import them as ``ansible_collections.teeproof.kit.plugins.module_utils.NAME``. The kit's programs that are
+files rather than modules (guest and lab programs in roles/*/files, the e2e scenario's tools) are loaded here
+from their paths, under their own names, so that tests import them by name: the very files the roles install.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import hashlib
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +23,24 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+PROGRAMS = {
+    "tdx_sim": ROOT / "roles" / "td_host" / "files" / "tdx_sim.py",
+    "keylime_agent_compat": ROOT / "roles" / "keylime_agent" / "files" / "keylime_agent_compat.py",
+    "canary": ROOT / "molecule" / "e2e" / "files" / "canary.py",
+}
+
+
+def _load_program(name: str, path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+for _name, _path in PROGRAMS.items():
+    _load_program(_name, _path)
 SHARED = ROOT.parent / "shared"
 TESTVECTORS = SHARED / "testvectors"
 
@@ -55,7 +79,7 @@ def self_signed_pem(cn: str) -> tuple[str, bytes]:
 @pytest.fixture(scope="session")
 def td() -> dict[str, Any]:
     """One TD: its claims document, its receipt key, its agent's certificate (PEM and DER)."""
-    _, ssh_pub = ssh_keypair()
+    _unused, ssh_pub = ssh_keypair()
     receipt_private, receipt_pub = ssh_keypair()
     pem, der = self_signed_pem("agent-a")
     ek = base64.b64encode(b"\x00\x01ek-public-area-a").decode()

@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
-import ima_log  # noqa: E402
+from ansible_collections.teeproof.kit.plugins.module_utils import ima_log  # noqa: E402
 
 SIMULATED = "SIMULATED vTPM (swtpm, host-controlled) under QEMU TCG: lab only, not a security boundary"
 
@@ -285,7 +284,7 @@ def check_readonly_root(guest: Guest, report: dict[str, Any]) -> None:
     ).stdout
     report["readonly_root"] = out.strip().splitlines()
     lines = out.splitlines()
-    source, _, options = lines[0].partition(" ")
+    source, _unused, options = lines[0].partition(" ")
     if source != "/dev/mapper/kitroot" or "ro" not in options.split(","):
         raise CheckError(f"the root is not the read-only verity device: {lines[0]}")
     if "Read-only file system" not in out:
@@ -345,7 +344,7 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
         "tpm2_pcrread sha1:10+sha256:10; echo '----'; "
         "base64 -w0 /sys/kernel/security/ima/binary_runtime_measurements"
     ).stdout
-    pcr_text, _, log_b64 = out.partition("----")
+    pcr_text, _unused, log_b64 = out.partition("----")
     entries = ima_log.parse(base64.b64decode(log_b64.strip()))
     report["ima_log_entries"] = len(entries)
     for bank in ("sha1", "sha256"):
@@ -362,7 +361,7 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
     for e in entries:
         if e.template != "ima-ng":
             continue
-        _, digest, path = e.file_hash()
+        _unused, digest, path = e.file_hash()
         measured_paths.setdefault(path, digest)
     probe_hash = hashlib.sha256((image_dir / "rootfs" / measured.lstrip("/")).read_bytes()).hexdigest()
     report["custom_policy_measures_prover_dir"] = measured_paths.get(measured) == probe_hash
@@ -380,7 +379,7 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
     for e in entries:
         if e.template != "ima-ng":
             continue
-        _, digest, path = e.file_hash()
+        _unused, digest, path = e.file_hash()
         if path == "boot_aggregate" or any(x.search(path) for x in excludes):
             continue
         if digest not in digests.get(path, []):

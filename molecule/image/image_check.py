@@ -15,17 +15,17 @@ import glob
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
-import image_tree  # noqa: E402
-import runtime_policy  # noqa: E402
-import verity_pack  # noqa: E402
+from ansible_collections.teeproof.kit.plugins.module_utils import (
+    image_tree,
+    runtime_policy,
+    verity_pack,
+)
 
+ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = [
     "/etc/ima/ima-policy",
     "/etc/keylime/agent.conf",

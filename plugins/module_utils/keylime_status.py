@@ -60,7 +60,7 @@ def parse(text: str, uuid: str) -> AgentStatus:
     matches = list(INFO.finditer(text))
     if matches:
         try:
-            data, _ = json.JSONDecoder().raw_decode(text, matches[-1].end())
+            data, _unused = json.JSONDecoder().raw_decode(text, matches[-1].end())
         except ValueError as exc:
             raise StatusError(f"the tenant's agent info is not JSON: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get(uuid), dict):

@@ -110,7 +110,7 @@ def process_ids(proc: Path, pid: int) -> tuple[int, int] | None:
         return None
     ids: dict[str, int] = {}
     for line in text.splitlines():
-        key, _, rest = line.partition(":")
+        key, _unused, rest = line.partition(":")
         if key in ("Uid", "Gid") and rest.split():
             ids[key] = int(rest.split()[0])
     return (ids["Uid"], ids["Gid"]) if len(ids) == 2 else None
@@ -123,11 +123,11 @@ def unit_cgroup(proc: Path, pid: int, unit: str = "") -> str:
     except OSError:
         return ""
     lines = [parts for parts in (line.split(":", 2) for line in text.splitlines()) if len(parts) == 3]
-    for _, _, path in lines:
+    for _unused, _unused, path in lines:
         if unit and in_unit(path, unit):
             return path
     # cgroup v2: "0::/system.slice/x.service"; v1 and hybrid: the name=systemd line
-    for _, controllers, path in lines:
+    for _unused, controllers, path in lines:
         if controllers == "name=systemd":
             return path
     return lines[-1][2] if lines else ""

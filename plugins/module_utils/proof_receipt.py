@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import td_claims
+from ansible_collections.teeproof.kit.plugins.module_utils import td_claims
 
 EXIT = {
     "input": 2,
@@ -172,7 +172,7 @@ def _bundle_fields(bundle: Mapping[str, Any]) -> tuple[bytes, dict[str, Any], by
 
 
 def check_quote(inputs: Inputs, quote: bytes, nonce: bytes, claims: Mapping[str, Any]) -> dict[str, Any]:
-    import tdx_verify
+    from ansible_collections.teeproof.kit.plugins.module_utils import tdx_verify
 
     policy_map = inputs.reference.get("policy")
     if not isinstance(policy_map, dict):
@@ -225,7 +225,7 @@ def check_public(public: bytes, expected: Sequence[str | None] | None) -> None:
 
 
 def check_proof(inputs: Inputs) -> str:
-    import zk_prove
+    from ansible_collections.teeproof.kit.plugins.module_utils import zk_prove
 
     try:
         return zk_prove.verify_proof(

@@ -103,7 +103,7 @@ def _parse_event2(log: bytes, pos: int, sizes: dict[int, int]) -> tuple[Event, i
     mr_index, event_type, count = struct.unpack_from("<III", log, pos)
     pos += 12
     digests: dict[int, bytes] = {}
-    for _ in range(count):
+    for _unused in range(count):
         _need(log, pos + 2, "digest algorithm", start)
         (alg,) = struct.unpack_from("<H", log, pos)
         if alg not in sizes:

@@ -27,24 +27,24 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import dcap_qvl
+try:  # the Ansible way: a module that needs it says so (missing_required_lib) instead of failing to import
+    import dcap_qvl
 
-if TYPE_CHECKING:
-    from tdx_quote import SIM_MARKER, Quote, QuoteFormatError, TdReport, parse_quote, quote_to_dict
-else:
-    try:  # Ansible modules import shared code through ansible.module_utils
-        from ansible.module_utils.tdx_quote import (
-            SIM_MARKER,
-            Quote,
-            QuoteFormatError,
-            TdReport,
-            parse_quote,
-            quote_to_dict,
-        )
-    except ImportError:  # CLIs and tests put plugins/module_utils on sys.path
-        from tdx_quote import SIM_MARKER, Quote, QuoteFormatError, TdReport, parse_quote, quote_to_dict
+    HAS_DCAP_QVL = True
+    DCAP_QVL_IMPORT_ERROR: str | None = None
+except ImportError as _exc:
+    HAS_DCAP_QVL = False
+    DCAP_QVL_IMPORT_ERROR = str(_exc)
+from ansible_collections.teeproof.kit.plugins.module_utils.tdx_quote import (
+    SIM_MARKER,
+    Quote,
+    QuoteFormatError,
+    TdReport,
+    parse_quote,
+    quote_to_dict,
+)
 
 TCB_STATUSES = (
     "UpToDate",

@@ -26,24 +26,21 @@ import struct
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:
-    from ansible.module_utils.zk_prove import (
-        MANIFEST,
-        VKEY,
-        WASM,
-        WITNESS_CPP,
-        ZKEY,
-        schema_from_sym,
-        sha256_file,
-    )
-except ImportError:  # tests and CLIs import this file as a plain module
-    from zk_prove import MANIFEST, VKEY, WASM, WITNESS_CPP, ZKEY, schema_from_sym, sha256_file
+from ansible.module_utils.urls import open_url
+from ansible_collections.teeproof.kit.plugins.module_utils.zk_prove import (
+    MANIFEST,
+    VKEY,
+    WASM,
+    WITNESS_CPP,
+    ZKEY,
+    schema_from_sym,
+    sha256_file,
+)
 
 DEV_ONLY_WARNING = (
     "FOR DEVELOPMENT ONLY: this proving key comes from a local ceremony with a single contributor (this "
@@ -200,7 +197,7 @@ def r1cs_info(path: Path) -> dict[str, int]:
         if handle.read(4) != b"r1cs":
             raise ArtifactsError(f"{path} is not an .r1cs file")
         _version, n_sections = struct.unpack("<II", handle.read(8))
-        for _ in range(n_sections):
+        for _unused in range(n_sections):
             sec_type, sec_len = struct.unpack("<IQ", handle.read(12))
             if sec_type != 1:
                 handle.seek(sec_len, os.SEEK_CUR)
@@ -393,7 +390,7 @@ def _make_zkey(
     if compiled.info and power < compiled.power:
         raise ArtifactsError(f"power {power} is too small for {compiled.info['constraints']} constraints")
     progress(DEV_ONLY_WARNING)
-    ptau, _, stages = ensure_ptau(power, cache_dir, tools, progress)
+    ptau, _unused, stages = ensure_ptau(power, cache_dir, tools, progress)
     watch = Stopwatch(progress)
     watch.stages = list(stages)
     sj = tools.snarkjs
@@ -465,7 +462,7 @@ def fetch_artifact(
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source, timeout=timeout) as response:
+        with os.fdopen(fd, "wb") as out, open_url(source, timeout=timeout) as response:
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
@@ -567,38 +564,3 @@ def manifest_info(name: str, compiled: Compiled, power: int, ceremony: str) -> d
         "inputs": compiled.inputs,
         "ceremony": {"kind": ceremony, "warning": DEV_ONLY_WARNING if ceremony == "development" else None},
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI for scripts and CI: build a circuit's development artifacts into a folder."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(description="Build circuit artifacts (development ceremony, cached).")
-    parser.add_argument("circuit", type=Path, help="main .circom file")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("-l", "--include", type=Path, action="append", default=[])
-    parser.add_argument("--name")
-    parser.add_argument("--power", type=int)
-    parser.add_argument("--no-cpp", action="store_true")
-    parser.add_argument("--cache-dir", type=Path)
-    args = parser.parse_args(argv)
-    start = time.monotonic()
-
-    def say(msg: str) -> None:
-        print(f"[zk-artifacts {time.monotonic() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-    try:
-        result = build_dev_artifacts(
-            args.circuit, args.out, args.include, args.name, args.cache_dir, args.power, not args.no_cpp, say
-        )
-    except ArtifactsError as exc:
-        print(f"zk-artifacts: error: {exc}", file=sys.stderr)
-        return 1
-    say(f"{'built' if result['changed'] else 'nothing to do (cache hit)'}: {args.out}")
-    print(json.dumps({"changed": result["changed"], "stages": result["stages"]}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

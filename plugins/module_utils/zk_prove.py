@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""The kit's Groth16 prove-and-verify entrypoint (runs in the guest; tests run the same file).
+"""The kit's Groth16 prove-and-verify library (run by the guest's `zk-prove`, roles/zk_prover/files).
 
 Input JSON -> validated circuit input -> witness (C++ generator when built, else WASM) -> proof with the
 requested backend -> local verification with the verification key -> result files.
@@ -22,7 +21,6 @@ snarkjs are used when present. Python >= 3.11.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib
 import json
@@ -257,7 +255,7 @@ def schema_from_sym(
         local = name[len("main.") :]
         if "." in local.split("[", 1)[0]:
             continue
-        base, _, rest = local.partition("[")
+        base, _unused, rest = local.partition("[")
         indices = [int(x) for x in re.findall(r"\[(\d+)\]", "[" + rest)] if rest else []
         current = dims.setdefault(base, [0] * len(indices))
         for i, idx in enumerate(indices):
@@ -287,7 +285,7 @@ def read_wtns(path: Path, count: int) -> list[int]:
     pos = 12
     n8 = 0
     values_at = -1
-    for _ in range(n_sections):
+    for _unused in range(n_sections):
         sec_type, sec_len = struct.unpack_from("<IQ", data, pos)
         pos += 12
         if sec_type == 1:
@@ -662,68 +660,12 @@ def prove_job(
         shutil.rmtree(work, ignore_errors=True)
 
 
-# ----------------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="zk-prove", description=__doc__.split("\n\n")[0] if __doc__ else None
-    )
-    parser.add_argument("--node", help="Node.js executable (default: $ZK_PROVER_NODE or node on PATH)")
-    parser.add_argument("--snarkjs", help="snarkjs build/cli.cjs (default: $ZK_PROVER_SNARKJS)")
-    parser.add_argument("--rapidsnark", help="rapidsnark prover executable (default: $ZK_PROVER_RAPIDSNARK)")
-    parser.add_argument(
-        "--prefix", type=Path, default=Path(os.environ.get("ZK_PROVER_PREFIX", DEFAULT_PREFIX))
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    prove = sub.add_parser("prove", help="input JSON -> witness -> proof -> verification -> result files")
-    default_circuit = os.environ.get("ZK_PROVER_CIRCUIT_DIR")
-    prove.add_argument(
-        "--circuit-dir",
-        type=Path,
-        default=Path(default_circuit) if default_circuit else None,
-        required=not default_circuit,
-        help="circuit artifacts folder (default: $ZK_PROVER_CIRCUIT_DIR)",
-    )
-    prove.add_argument("--input", required=True, help="input JSON file, or - for standard input")
-    prove.add_argument(
-        "--out", type=Path, required=True, help="folder for proof.json, public.json, result.json"
-    )
-    prove.add_argument(
-        "--backend", default=os.environ.get("ZK_PROVER_BACKEND", "groth16py"), choices=BACKENDS
-    )
-    prove.add_argument("--witness", default="auto", choices=("auto", "cpp", "wasm"))
-    prove.add_argument("--verifier", default="auto", choices=("auto", "groth16py", "snarkjs"))
-    prove.add_argument("--quiet", action="store_true", help="print nothing but errors")
-
-    backend = sub.add_parser("backend", help="one backend alone: NAME prove ZKEY WTNS PROOF_JSON PUBLIC_JSON")
-    backend.add_argument("name", choices=BACKENDS)
-    backend.add_argument("action", choices=("prove",))
-    backend.add_argument("zkey", type=Path)
-    backend.add_argument("wtns", type=Path)
-    backend.add_argument("proof_json", type=Path)
-    backend.add_argument("public_json", type=Path)
-    backend.add_argument("--vkey", type=Path, help="verification key (groth16py needs nPublic from it)")
-
-    verify = sub.add_parser("verify", help="verify proof.json/public.json with a verification key")
-    verify.add_argument("vkey", type=Path)
-    verify.add_argument("public_json", type=Path)
-    verify.add_argument("proof_json", type=Path)
-    verify.add_argument("--verifier", default="auto", choices=("auto", "groth16py", "snarkjs"))
-
-    sub.add_parser("backends", help="list the backends and whether each can run here")
-    return parser
-
-
-def _n_public_from_zkey(zkey: Path) -> int:
+def n_public_from_zkey(zkey: Path) -> int:
     """nPublic from a Groth16 .zkey header (section 2)."""
     data = zkey.read_bytes()[: 1 << 16]
     n_sections = struct.unpack_from("<I", data, 8)[0]
     pos = 12
-    for _ in range(n_sections):
+    for _unused in range(n_sections):
         sec_type, sec_len = struct.unpack_from("<IQ", data, pos)
         pos += 12
         if sec_type == 2:
@@ -734,49 +676,3 @@ def _n_public_from_zkey(zkey: Path) -> int:
             return int(struct.unpack_from("<I", data, p)[0])
         pos += sec_len
     raise ArtifactError(f"{zkey} has no Groth16 header")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    tools = Toolchain.discover(args.node, args.snarkjs, args.rapidsnark, args.prefix)
-    try:
-        if args.command == "prove":
-            if args.input == "-":
-                text: str | bytes = sys.stdin.buffer.read()
-            else:
-                try:
-                    text = Path(args.input).read_bytes()
-                except OSError as exc:
-                    raise InputError("unreadable", f"cannot read the input file ({exc.strerror})") from None
-
-            def say(msg: str) -> None:
-                if not args.quiet:
-                    print(f"zk-prove: {msg}", file=sys.stderr, flush=True)
-
-            result = prove_job(
-                args.circuit_dir, text, args.out, args.backend, args.witness, args.verifier, tools, say
-            )
-            if not args.quiet:
-                print(json.dumps({"verified": True, **result.as_dict()}))
-        elif args.command == "backend":
-            n_public = (
-                int(json.loads(args.vkey.read_text())["nPublic"])
-                if args.vkey
-                else _n_public_from_zkey(args.zkey)
-            )
-            backend_prove(args.name, args.zkey, args.wtns, args.proof_json, args.public_json, n_public, tools)
-        elif args.command == "verify":
-            used = verify_proof(args.vkey, args.proof_json, args.public_json, args.verifier, tools)
-            print(f"OK ({used})")
-        elif args.command == "backends":
-            for name in BACKENDS:
-                ok, why = backend_available(name, tools)
-                print(f"{name}: {'available' if ok else 'unavailable: ' + why}")
-    except ZkProveError as exc:
-        print(f"zk-prove: error [{exc.kind}]: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,11 +3,6 @@
 
 from __future__ import annotations
 
-import os
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.runtime_policy import flat_allowlist
-
 DOCUMENTATION = r"""
 module: guest_image_allowlist
 short_description: Write a flat allowlist of an image's measured data files
@@ -20,7 +15,8 @@ options:
   dirs: {description: In-image directories whose files are listed., type: list, elements: str, default: []}
   aliases: {description: In-image file to the other paths it is measured under., type: dict, default: {}}
   dest: {description: File to write., type: path, required: true}
-author: tee-proof-kit
+author:
+  - tee-proof-kit developers (@tee-proof-kit)
 """
 
 EXAMPLES = r"""
@@ -35,6 +31,12 @@ EXAMPLES = r"""
 RETURN = r"""
 entries: {description: Lines written., type: int, returned: always}
 """
+
+import os
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.runtime_policy import flat_allowlist
 
 
 def main() -> None:
@@ -62,7 +64,15 @@ def main() -> None:
             os.replace(tmp, p["dest"])
     except OSError as exc:
         module.fail_json(msg=f"cannot write the allowlist: {exc}")
-    module.exit_json(changed=changed, entries=text.count("\n"))
+    result: dict[str, Any] = {"changed": changed, "entries": text.count("\n")}
+    if module._diff:
+        result["diff"] = {
+            "before": old or "",
+            "after": text,
+            "before_header": p["dest"],
+            "after_header": p["dest"],
+        }
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.verity_pack import PackError, pack, verify
-
 DOCUMENTATION = r"""
 module: guest_image_pack
 short_description: Pack a root filesystem folder into an ext4 disk image followed by its dm-verity hash tree
@@ -31,7 +26,8 @@ options:
     description: Time mke2fs writes into the filesystem (superblock, lost+found); file times are kept.
     type: int
     required: true
-author: tee-proof-kit
+author:
+  - tee-proof-kit developers (@tee-proof-kit)
 """
 
 EXAMPLES = r"""
@@ -52,6 +48,11 @@ verity:
   type: dict
   returned: success
 """
+
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.verity_pack import PackError, pack, verify
 
 
 def main() -> None:

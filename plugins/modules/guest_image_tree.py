@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.image_tree import tree_report
-
 DOCUMENTATION = r"""
 module: guest_image_tree
 short_description: Digest an image's root filesystem folder and scan it for secrets
@@ -16,7 +13,8 @@ options:
   root: {description: Folder to read., type: path, required: true}
   scan_secrets: {description: Scan for secrets too., type: bool, default: true}
   allow: {description: Path regexes whose findings are accepted., type: list, elements: str, default: []}
-author: tee-proof-kit
+author:
+  - tee-proof-kit developers (@tee-proof-kit)
 """
 
 EXAMPLES = r"""
@@ -32,6 +30,9 @@ files: {description: Regular files., type: int, returned: always}
 bytes: {description: Bytes in regular files., type: int, returned: always}
 secrets: {description: "Findings: path and reason.", type: list, returned: always}
 """
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.image_tree import tree_report
 
 
 def main() -> None:

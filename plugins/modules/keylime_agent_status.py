@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: keylime_agent_status
 short_description: Read (and optionally wait for) an agent's registrar record or verifier verdict
+author:
+  - tee-proof-kit developers (@tee-proof-kit)
 description:
   - Runs C(keylime_tenant -c regstatus) or C(-c cvstatus) for one agent and parses its answer
     (module_utils keylime_status) instead of matching log text in playbooks. The verifier's key share
@@ -44,6 +46,24 @@ options:
     default: 1.0
 """
 
+EXAMPLES = r"""
+- name: Wait until the registrar holds the agent's record
+  teeproof.kit.keylime_agent_status:
+    service: registrar
+    uuid: "{{ agent_uuid }}"
+    wait_for: present
+    timeout: 120
+  register: registrar_record
+
+- name: Wait for the verifier's verdict on the agent
+  teeproof.kit.keylime_agent_status:
+    service: verifier
+    uuid: "{{ agent_uuid }}"
+    wait_for: verdict
+    timeout: 90
+  register: verdict
+"""
+
 RETURN = r"""
 exists: {description: The service knows the agent., type: bool, returned: always}
 record:
@@ -55,10 +75,14 @@ operational_state: {description: The verifier's state name., type: str, returned
 elapsed: {description: Seconds waited., type: float, returned: always}
 """
 
-import time  # noqa: E402
+import time
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.keylime_status import AgentStatus, StatusError, parse  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.keylime_status import (
+    AgentStatus,
+    StatusError,
+    parse,
+)
 
 
 def _done(status: AgentStatus, service: str, wait_for: str) -> bool:

@@ -3,12 +3,6 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.port_owner import owners
-
 DOCUMENTATION = r"""
 module: service_ports
 short_description: Wait until a systemd unit's own processes listen on its TCP ports
@@ -22,7 +16,8 @@ options:
   unit: {description: The systemd unit (with or without C(.service))., type: str, required: true}
   ports: {description: TCP ports the unit must listen on., type: list, elements: int, required: true}
   timeout: {description: Seconds to wait., type: int, default: 60}
-author: tee-proof-kit
+author:
+  - tee-proof-kit developers (@tee-proof-kit)
 """
 
 EXAMPLES = r"""
@@ -36,6 +31,12 @@ EXAMPLES = r"""
 RETURN = r"""
 listening: {description: Port -> pid of the unit's process that listens., type: dict, returned: success}
 """
+
+import time
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.port_owner import owners
 
 
 def main() -> None:

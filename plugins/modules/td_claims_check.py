@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: td_claims_check
 short_description: Check the claims a TD bound into its quote before anything secret is sent to it
+author:
+  - tee-proof-kit developers (@tee-proof-kit)
 description:
   - O(claims) is the document whose SHA-512 the TD put into REPORTDATA (tdx_quote_verify checks that binding).
   - The registrar's record of the claimed agent must hold the claimed AK, EK and mTLS certificate (a relay to
@@ -20,7 +22,9 @@ options:
     type: dict
     required: true
   registrar_record:
-    description: The registrar's record of the claimed agent (keylime_agent_status O(service=registrar)).
+    description: >-
+      The registrar's record of the claimed agent (M(teeproof.kit.keylime_agent_status) with
+      C(service=registrar)).
     type: dict
     required: true
   image_id_sha256:
@@ -41,6 +45,16 @@ options:
     default: 10
 """
 
+EXAMPLES = r"""
+- name: Check the claims the TD bound into its quote against the registrar and the agent port
+  teeproof.kit.td_claims_check:
+    claims: "{{ attestation.claims }}"
+    registrar_record: "{{ registrar_record.record }}"
+    image_id_sha256: "{{ reference.image_id_sha256 }}"
+    agent_host: 127.0.0.1
+    agent_port: 9002
+"""
+
 RETURN = r"""
 uuid: {description: The claimed (and checked) agent id., type: str, returned: success}
 ssh_host_key:
@@ -52,11 +66,11 @@ claims_sha512: {description: SHA-512 of the canonical claims (hex)., type: str, 
 claim: {description: The claim that failed (on failure)., type: str, returned: failure}
 """
 
-import socket  # noqa: E402
-import ssl  # noqa: E402
+import socket
+import ssl
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.td_claims import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.td_claims import (
     ClaimsError,
     claims_digest,
     compare_peer_certificate,

@@ -1,5 +1,5 @@
 #!/usr/bin/python
-"""Ansible module: start, stop or inspect the TD guest (logic in module_utils/e2e_td_host.py)."""
+"""Ansible module: start, stop or inspect the TD guest (logic in module_utils/td_launch.py)."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ options:
     type: int
     default: 420
 author:
-  - tee-proof-kit
+  - tee-proof-kit developers (@tee-proof-kit)
 """
 
 EXAMPLES = r"""
@@ -133,10 +133,10 @@ serial_tail:
   type: str
 """
 
-from typing import Any  # noqa: E402
+from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.e2e_td_host import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.td_launch import (
     LaunchSpec,
     TdHostError,
     serial_tail,

@@ -61,7 +61,7 @@ options:
     description: Pinned SHA-256 (hex) of O(sim_root); required with O(allow_simulated).
     type: str
 author:
-  - tee-proof-kit
+  - tee-proof-kit developers (@tee-proof-kit)
 """
 
 EXAMPLES = r"""
@@ -93,27 +93,27 @@ simulated:
   type: bool
 """
 
-import base64  # noqa: E402
-import binascii  # noqa: E402
-from typing import Any  # noqa: E402
+import base64
+import binascii
+from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.td_claims import ClaimsError, claims_digest, parse_claims  # noqa: E402
-
-try:
-    from ansible.module_utils.tdx_verify import (
-        CollateralError,
-        PolicyError,
-        TrustAnchors,
-        load_collateral,
-        policy_from_mapping,
-        reasons_text,
-        verify_quote,
-    )
-
-    IMPORT_ERROR = None
-except ImportError as exc:  # dcap-qvl missing on the target
-    IMPORT_ERROR = str(exc)
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.teeproof.kit.plugins.module_utils.td_claims import (
+    ClaimsError,
+    claims_digest,
+    parse_claims,
+)
+from ansible_collections.teeproof.kit.plugins.module_utils.tdx_verify import (
+    DCAP_QVL_IMPORT_ERROR,
+    HAS_DCAP_QVL,
+    CollateralError,
+    PolicyError,
+    TrustAnchors,
+    load_collateral,
+    policy_from_mapping,
+    reasons_text,
+    verify_quote,
+)
 
 
 def _quote_bytes(module: AnsibleModule) -> bytes:
@@ -167,8 +167,8 @@ def main() -> None:
         mutually_exclusive=[("quote_path", "quote_b64")],
         supports_check_mode=True,
     )
-    if IMPORT_ERROR is not None:
-        module.fail_json(msg=f"tdx_verify/dcap-qvl not importable: {IMPORT_ERROR}")
+    if not HAS_DCAP_QVL:
+        module.fail_json(msg=missing_required_lib("dcap-qvl"), exception=DCAP_QVL_IMPORT_ERROR)
     binding = _hex(module, "binding")
     if module.params["claims"] is not None:
         if binding:

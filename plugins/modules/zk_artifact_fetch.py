@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.zk_artifacts import ArtifactsError, fetch_artifact
-
 DOCUMENTATION = r"""
 module: zk_artifact_fetch
 short_description: A user-supplied circuit artifact (wasm, zkey, vkey), checked by SHA-256
+author:
+  - tee-proof-kit developers (@tee-proof-kit)
 description:
   - I(src) is a local path, a file:// URL or an http(s) URL. Downloads go to C(zk/downloads/<sha256>) in the
     cache and are kept only when their SHA-256 matches; a local file is checked in place.
@@ -21,9 +18,23 @@ options:
   cache_dir: {description: The kit's cache folder., type: path, required: true}
 """
 
+EXAMPLES = r"""
+- name: Fetch a user-supplied proving key, checked by SHA-256
+  teeproof.kit.zk_artifact_fetch:
+    src: https://example.org/semaphore/circuit_final.zkey
+    sha256: 0f3c5e2a4b6d8f0a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b3d5f7a
+    cache_dir: "{{ kit_cache_dir }}"
+  register: zkey
+"""
+
 RETURN = r"""
 path: {description: Local path of the checked artifact., type: str, returned: success}
 """
+
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.zk_artifacts import ArtifactsError, fetch_artifact
 
 
 def main() -> None:
@@ -42,7 +53,13 @@ def main() -> None:
         )
     except (ArtifactsError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=changed, path=str(path))
+    result = {"changed": changed, "path": str(path)}
+    if module._diff:
+        result["diff"] = {
+            "before": "" if changed else f"{path}: sha256 {p['sha256']}\n",
+            "after": f"{path}: sha256 {p['sha256']}\n",
+        }
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

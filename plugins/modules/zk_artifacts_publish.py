@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.zk_artifacts import publish
-
 DOCUMENTATION = r"""
 module: zk_artifacts_publish
 short_description: Copy circuit artifacts into one folder and write manifest.json with their SHA-256
+author:
+  - tee-proof-kit developers (@tee-proof-kit)
 description:
   - Copies each file only when its content or mode differs, writes manifest.json only when it differs,
     and removes files of an earlier publication that are no longer part of the set.
@@ -20,9 +17,29 @@ options:
   info: {description: "Extra manifest fields: circuit, inputs, ceremony.", type: dict, default: {}}
 """
 
+EXAMPLES = r"""
+- name: Publish the circuit's artifacts with their manifest
+  teeproof.kit.zk_artifacts_publish:
+    dest: "{{ kit_build_dir }}/zk/semaphore20"
+    files:
+      circuit.wasm: "{{ compiled.dir }}/circuit_js/circuit.wasm"
+      circuit_final.zkey: "{{ ceremony.dir }}/circuit_final.zkey"
+      verification_key.json: "{{ ceremony.dir }}/verification_key.json"
+    info:
+      circuit: semaphore20
+      ceremony: development
+"""
+
 RETURN = r"""
 manifest: {description: The manifest written., type: dict, returned: always}
 """
+
+import json
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.zk_artifacts import publish
+from ansible_collections.teeproof.kit.plugins.module_utils.zk_prove import MANIFEST
 
 
 def main() -> None:
@@ -41,11 +58,22 @@ def main() -> None:
         module.fail_json(msg=f"missing artifact(s): {', '.join(missing)}")
     if missing:
         module.exit_json(changed=True, manifest={})
+    manifest_path = Path(p["dest"]) / MANIFEST
+    before = manifest_path.read_text() if manifest_path.is_file() else ""
     try:
         manifest, changed = publish(Path(p["dest"]), files, dict(p["info"]), check_only=module.check_mode)
     except OSError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=changed, manifest=manifest)
+    result = {"changed": changed, "manifest": manifest}
+    if module._diff:
+        after = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+        result["diff"] = {
+            "before": before,
+            "after": after,
+            "before_header": str(manifest_path),
+            "after_header": str(manifest_path),
+        }
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

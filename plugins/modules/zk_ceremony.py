@@ -3,22 +3,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.zk_artifacts import (
-    DEV_ONLY_WARNING,
-    ArtifactsError,
-    Compiled,
-    Tools,
-    ensure_ptau,
-    ensure_zkey,
-)
-
 DOCUMENTATION = r"""
 module: zk_ceremony
 short_description: Local one-contributor Groth16 ceremony, cached by content (FOR DEVELOPMENT ONLY)
+author:
+  - tee-proof-kit developers (@tee-proof-kit)
 description:
   - I(stage=ptau) makes phase 1 at I(power), prepared for phase 2, cached per power in C(zk/ptau).
   - I(stage=zkey) makes the circuit's zkey (one contribution) and verification key, cached by the circuit's
@@ -32,11 +21,45 @@ options:
   cache_dir: {description: The kit's cache folder., type: path, required: true}
 """
 
+EXAMPLES = r"""
+- name: Powers of tau (phase 1) at the circuit's own power, cached
+  teeproof.kit.zk_ceremony:
+    stage: ptau
+    compiled_dir: "{{ compiled.dir }}"
+    node_modules: "{{ kit_root }}/tools/zk/node_modules"
+    cache_dir: "{{ kit_cache_dir }}"
+
+- name: The circuit's proving and verification key (phase 2, one contribution)
+  teeproof.kit.zk_ceremony:
+    stage: zkey
+    compiled_dir: "{{ compiled.dir }}"
+    node_modules: "{{ kit_root }}/tools/zk/node_modules"
+    cache_dir: "{{ kit_cache_dir }}"
+  register: ceremony
+"""
+
 RETURN = r"""
 dir: {description: Folder with the zkey and vkey (stage=zkey)., type: str, returned: success}
 ptau: {description: The prepared phase-1 file (stage=ptau)., type: str, returned: success}
-stages: {description: Stages run, with seconds (none on a cache hit)., type: list, returned: always}
+stages:
+  description: "Stages run, with seconds (none on a cache hit)."
+  type: list
+  elements: dict
+  returned: always
 """
+
+import json
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.zk_artifacts import (
+    DEV_ONLY_WARNING,
+    ArtifactsError,
+    Compiled,
+    Tools,
+    ensure_ptau,
+    ensure_zkey,
+)
 
 
 def main() -> None:
@@ -76,6 +99,7 @@ def main() -> None:
             module.exit_json(changed=changed, ptau=str(ptau), power=power, stages=stages)
         if compiled is None:  # check mode before the first compile
             module.exit_json(changed=True, stages=[])
+            return
         zdir, changed, stages = ensure_zkey(compiled, power, cache, tools, check_only=module.check_mode)
     except (ArtifactsError, OSError, ValueError) as exc:
         module.fail_json(msg=str(exc))

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.zk_artifacts import ArtifactsError, Tools, compile_circuit
-
 DOCUMENTATION = r"""
 module: zk_circuit_compile
 short_description: Compile a circom circuit into the kit's content-addressed cache
+author:
+  - tee-proof-kit developers (@tee-proof-kit)
 description:
   - Compiles with the pinned circom2 (tools/zk) into C($KIT_CACHE_DIR/zk/compile/<key>), where the key is the
     SHA-256 of the sources (main file and every include, by content), the compiler version and the flags.
@@ -24,14 +21,38 @@ options:
   optimize: {description: circom optimisation flag., type: str, default: --O2, choices: [--O0, --O1, --O2]}
 """
 
+EXAMPLES = r"""
+- name: Compile the circuit with circom2, cached by sources, compiler and flags
+  teeproof.kit.zk_circuit_compile:
+    circuit: "{{ kit_root }}/circuits/semaphore/semaphore20.circom"
+    include_paths: ["{{ kit_root }}/tools/zk/node_modules"]
+    node_modules: "{{ kit_root }}/tools/zk/node_modules"
+    cache_dir: "{{ kit_cache_dir }}"
+    cpp: true
+  register: compiled
+"""
+
 RETURN = r"""
 key: {description: Compile cache key., type: str, returned: always}
 dir: {description: Cache folder of the compiled circuit., type: str, returned: always}
 constraints: {description: Constraint count., type: int, returned: success}
 power: {description: Powers-of-tau power the circuit needs., type: int, returned: success}
 inputs: {description: Main input signals and dimensions., type: dict, returned: success}
-stages: {description: Stages run, with seconds (none on a cache hit)., type: list, returned: always}
+stages:
+  description: "Stages run, with seconds (none on a cache hit)."
+  type: list
+  elements: dict
+  returned: always
 """
+
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.zk_artifacts import (
+    ArtifactsError,
+    Tools,
+    compile_circuit,
+)
 
 
 def main() -> None:

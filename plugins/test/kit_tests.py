@@ -1,17 +1,17 @@
-"""Jinja tests for the kit's input checks: `x is kit_host_address`, `x is kit_port`.
+"""Jinja tests for the kit's input checks: `x is teeproof.kit.kit_host_address`, `x is teeproof.kit.kit_port`.
 
 The logic lives in plugins/module_utils/kit_validate.py, shared with the unit tests.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "module_utils"))
-
-from kit_validate import is_host_address, is_ip_address, is_port
+from ansible_collections.teeproof.kit.plugins.module_utils.kit_validate import (
+    is_host_address,
+    is_ip_address,
+    is_port,
+)
 
 
 class TestModule:

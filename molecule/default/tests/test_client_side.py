@@ -104,7 +104,7 @@ def test_stopping_the_verifier_leaves_no_keylime_process(host) -> None:
         assert host.check_output("systemctl show -p Result --value keylime_verifier") == "success"
     finally:
         host.check_output("systemctl start keylime_verifier")
-    for _ in range(30):
+    for _unused in range(30):
         if host.socket("tcp://127.0.0.1:8881").is_listening:
             break
         time.sleep(1)
@@ -152,7 +152,7 @@ def client_side(extra: dict[str, object], check: bool) -> subprocess.CompletedPr
         )
 
 
-@pytest.mark.parametrize(("extra", "name"), BAD_VARIABLES, ids=[n for _, n in BAD_VARIABLES])
+@pytest.mark.parametrize(("extra", "name"), BAD_VARIABLES, ids=[n for _unused, n in BAD_VARIABLES])
 def test_bad_variable_fails_validation_naming_it(extra: dict[str, object], name: str) -> None:
     res = client_side(extra, check=True)
     out = res.stdout + res.stderr
@@ -170,7 +170,7 @@ def test_a_port_held_by_another_process_fails_the_role_with_the_reason(host) -> 
     port = 18881
     host.check_output(f"systemd-run --unit kit-port-squatter python3 -m http.server {port} --bind 127.0.0.1")
     try:
-        for _ in range(20):
+        for _unused in range(20):
             if host.socket(f"tcp://127.0.0.1:{port}").is_listening:
                 break
             time.sleep(0.5)

@@ -18,7 +18,7 @@ import time
 
 
 def _addr(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
+    host, _unused, port = text.rpartition(":")
     return host, int(port)
 
 
@@ -44,7 +44,7 @@ def main() -> int:
     args = ap.parse_args()
     server = socket.create_server(_addr(args.listen), reuse_port=False)
     while True:
-        client, _ = server.accept()
+        client, _unused = server.accept()
         target = args.then if os.path.exists(args.switch_when) else args.first
         if args.log:
             with open(args.log, "a", encoding="utf-8") as log:

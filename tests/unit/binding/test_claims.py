@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-import td_claims
+from ansible_collections.teeproof.kit.plugins.module_utils import td_claims
 
 
 def test_report_data_is_sha512_of_nonce_and_claims_digest(td: dict[str, Any], nonce: bytes) -> None:

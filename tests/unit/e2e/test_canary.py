@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import e2e_canary as ec
+import canary as ec
 import pytest
 
 CANARY = b"kit-canary-7f3a9c1e5b2d4f60a8e1"

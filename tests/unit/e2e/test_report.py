@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import e2e_report as er
 import pytest
+from ansible_collections.teeproof.kit.plugins.module_utils import phase_report as er
 
 TIMES = {
     "start": 100.0,

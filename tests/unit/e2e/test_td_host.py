@@ -9,8 +9,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import e2e_td_host as th
 import pytest
+from ansible_collections.teeproof.kit.plugins.module_utils import td_launch as th
 
 
 def spec(tmp_path: Path, **kw: object) -> th.LaunchSpec:
@@ -144,7 +144,7 @@ def test_stop_kills_only_the_recorded_process(tmp_path: Path) -> None:
     try:
         # Popen returns before the child's /proc/PID/cmdline shows the new program (vfork + exec)
         cmdline = Path(f"/proc/{proc.pid}/cmdline")
-        for _ in range(100):
+        for _unused in range(100):
             if b"overlay.qcow2" in cmdline.read_bytes():
                 break
             time.sleep(0.05)

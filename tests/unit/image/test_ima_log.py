@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import struct
 
-import ima_log
 import pytest
+from ansible_collections.teeproof.kit.plugins.module_utils import ima_log
 
 
 def field(b: bytes) -> bytes:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import image_tree
 import pytest
+from ansible_collections.teeproof.kit.plugins.module_utils import image_tree
 
 FAKE_KEY = (
     "-----BEGIN OPENSSH "

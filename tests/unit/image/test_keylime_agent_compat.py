@@ -56,7 +56,7 @@ def fake_registrar_client() -> types.ModuleType:
 def test_unpatched_module_shows_both_problems() -> None:
     mod = fake_registrar_client()
     mod.doRegisterAgent("10.0.2.2", "8890", "a", "EKPUB", "CERT", "AIK")
-    _, _, kwargs = mod.calls[0]
+    _unused, _unused, kwargs = mod.calls[0]
     assert "headers" not in kwargs
     assert "ek_tpm" not in json.loads(kwargs["data"])
 
@@ -98,7 +98,7 @@ def test_activation_put_gets_json_header() -> None:
     mod = fake_registrar_client()
     compat.patch_registrar_client(mod)
     mod.doActivateAgent("h", "1", "a", "TAG")
-    method, _, kwargs = mod.calls[0]
+    method, _unused, kwargs = mod.calls[0]
     assert method == "PUT"
     assert kwargs["headers"] == {"Content-Type": "application/json"}
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-import runtime_policy
+from ansible_collections.teeproof.kit.plugins.module_utils import runtime_policy
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import verity_pack
+from ansible_collections.teeproof.kit.plugins.module_utils import verity_pack
 
 UUID = "7e3c5b1e-6a4f-4c8e-9b0d-2f1a3c4d5e6f"
 SALT = hashlib.sha256(b"test salt").hexdigest()

@@ -26,6 +26,6 @@ def intel_collateral_json() -> str:
 
 @pytest.fixture(scope="session")
 def intel_collateral(intel_collateral_json: str) -> object:
-    import tdx_verify
+    from ansible_collections.teeproof.kit.plugins.module_utils import tdx_verify
 
     return tdx_verify.collateral_from_json(intel_collateral_json)

@@ -6,8 +6,7 @@ import hashlib
 import struct
 
 import pytest
-import tdx_measure
-import tdx_quote
+from ansible_collections.teeproof.kit.plugins.module_utils import tdx_measure, tdx_quote
 from conftest import GTG
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tdx_measure
-import tdx_quote
+from ansible_collections.teeproof.kit.plugins.module_utils import tdx_measure, tdx_quote
 from conftest import AZURE, DCAP, GTG, QUOTE_TIME, ROOT
 from test_sim import _fake_kernel
 

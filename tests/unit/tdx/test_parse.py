@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dcap_qvl
 import pytest
-import tdx_quote
+from ansible_collections.teeproof.kit.plugins.module_utils import tdx_quote
 from conftest import DCAP, GTG, TV
 
 FIELD_MAP = {

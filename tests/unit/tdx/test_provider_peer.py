@@ -40,7 +40,7 @@ def _serve(tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], Path, Pa
     argv = [sys.executable, str(ROOT / "bin" / "tdx-sim-provider"), "serve", "--state", str(state)]
     argv += ["--kernel", str(kernel), "--listen-unix", str(sock), "--token-file", str(token)]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
-    for _ in range(100):
+    for _unused in range(100):
         if sock.exists():
             break
         time.sleep(0.1)
@@ -56,14 +56,14 @@ def _ask(sock: Path, first_line: bytes = b"") -> tuple[int, dict[str, object]]:
         data = b""
         while chunk := s.recv(65536):
             data += chunk
-    head, _, payload = data.partition(b"\r\n\r\n")
+    head, _unused, payload = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(payload)
 
 
 @pytest.mark.slow
 def test_the_host_or_another_guest_is_refused_and_the_guest_is_answered(tmp_path: Path) -> None:
     mine, sock, token = _serve(tmp_path, "mine")
-    other, _, other_token = _serve(tmp_path, "other")
+    other, _unused, other_token = _serve(tmp_path, "other")
     try:
         assert oct(sock.stat().st_mode & 0o777) == "0o600"
         code, answer = _ask(sock)  # the host, straight to the socket

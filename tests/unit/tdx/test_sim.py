@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tdx_measure
-import tdx_quote
 import tdx_sim
-import tdx_verify
 import yaml
+from ansible_collections.teeproof.kit.plugins.module_utils import tdx_measure, tdx_quote, tdx_verify
 from cryptography.hazmat.primitives import serialization
 
 NOW = 1760000000

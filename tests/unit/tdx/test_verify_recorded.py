@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import tdx_quote
-import tdx_verify
+from ansible_collections.teeproof.kit.plugins.module_utils import tdx_quote, tdx_verify
 from conftest import DCAP, QUOTE_TIME
 
 BODY_START, BODY_END = 48, 632

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from keylime_status import AgentStatus, StatusError, parse
+from ansible_collections.teeproof.kit.plugins.module_utils.keylime_status import (
+    AgentStatus,
+    StatusError,
+    parse,
+)
 
 UUID = "4baeed586ff8fbe5a808128ae76709bab8855730eb373e593d0260c53de4d391"
 PREFIX = "2026-12-01 09:38:31.204 - keylime.tenant - INFO - "

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from kit_validate import is_host_address, is_ip_address, is_port
+from ansible_collections.teeproof.kit.plugins.module_utils.kit_validate import (
+    is_host_address,
+    is_ip_address,
+    is_port,
+)
 
 
 @pytest.mark.parametrize(

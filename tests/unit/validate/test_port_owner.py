@@ -6,8 +6,8 @@ import os
 import socket
 from pathlib import Path
 
-import port_owner
 import pytest
+from ansible_collections.teeproof.kit.plugins.module_utils import port_owner
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 

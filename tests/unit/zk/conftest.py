@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
-import zk_artifacts
-import zk_prove
+from ansible_collections.teeproof.kit.plugins.module_utils import zk_artifacts, zk_prove
 
 ROOT = Path(__file__).resolve().parents[3]
 TOOLS = ROOT / "tools" / "zk" / "node_modules"
 MULTIPLIER = ROOT / "circuits" / "test" / "multiplier.circom"
 # The tiny circuit's template is reached through this include path (as Semaphore's are).
 MULTIPLIER_INCLUDES = [ROOT / "circuits" / "test" / "lib"]
-ENTRYPOINT = ROOT / "plugins" / "module_utils" / "zk_prove.py"
+
+
+def _guest_lib() -> Path:
+    """The guest's layout (roles/zk_prover): zk_prove_cli.py with its library zk_prove.py beside it."""
+    lib = Path(tempfile.mkdtemp(prefix="kit-zk-lib-"))
+    atexit.register(shutil.rmtree, lib, True)
+    shutil.copy2(ROOT / "roles" / "zk_prover" / "files" / "zk_prove_cli.py", lib)
+    shutil.copy2(ROOT / "plugins" / "module_utils" / "zk_prove.py", lib)
+    return lib
+
+
+ENTRYPOINT = _guest_lib() / "zk_prove_cli.py"
 # Values a test input carries; no output of the entrypoint may ever contain them.
 SECRET_A = 987654321987
 SECRET_B = 123456789123

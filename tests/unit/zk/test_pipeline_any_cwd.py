@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import zk_artifacts
+from ansible_collections.teeproof.kit.plugins.module_utils import zk_artifacts
 from conftest import MULTIPLIER, MULTIPLIER_INCLUDES, ROOT
 
 

@@ -16,11 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import proof_receipt
 import pytest
-import td_claims
 import tdx_sim
-import zk_prove
+from ansible_collections.teeproof.kit.plugins.module_utils import proof_receipt, td_claims, zk_prove
 from conftest import ROOT, valid_input
 
 NOW = 1760000000
@@ -229,6 +227,6 @@ def test_the_command_names_the_check_and_exits_with_its_code(job: dict[str, Any]
     bad = subprocess.run(wrong, capture_output=True, text=True, check=False)
     assert bad.returncode == proof_receipt.EXIT["public_signals"], bad.stderr
     missing = subprocess.run(
-        [*base[:4], str(tmp_path / "nope.json"), *base[5:], *sim], capture_output=True, text=True
+        [*base[:4], str(tmp_path / "nope.json"), *base[5:], *sim], capture_output=True, text=True, check=False
     )
     assert missing.returncode == 2 and "bundle" in missing.stderr

@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-import zk_artifacts
-import zk_prove
+from ansible_collections.teeproof.kit.plugins.module_utils import zk_artifacts, zk_prove
 from conftest import MULTIPLIER, MULTIPLIER_INCLUDES
 
 
@@ -49,12 +48,12 @@ def test_rerun_with_unchanged_inputs_does_no_work(
 
 def test_publish_check_mode_reports_without_writing(circuit_dir: Path, tmp_path: Path) -> None:
     files = {zk_prove.VKEY: circuit_dir / zk_prove.VKEY}
-    _, changed = zk_artifacts.publish(tmp_path / "out", files, {"circuit": "x"}, check_only=True)
+    _unused, changed = zk_artifacts.publish(tmp_path / "out", files, {"circuit": "x"}, check_only=True)
     assert changed is True
     assert not (tmp_path / "out").exists()
-    _, changed = zk_artifacts.publish(tmp_path / "out", files, {"circuit": "x"})
+    _unused, changed = zk_artifacts.publish(tmp_path / "out", files, {"circuit": "x"})
     assert changed is True
-    _, changed = zk_artifacts.publish(tmp_path / "out", files, {"circuit": "x"}, check_only=True)
+    _unused, changed = zk_artifacts.publish(tmp_path / "out", files, {"circuit": "x"}, check_only=True)
     assert changed is False
 
 
@@ -63,7 +62,7 @@ def test_user_artifact_sha256_checked(circuit_dir: Path, tmp_path: Path) -> None
     good = hashlib.sha256(zkey.read_bytes()).hexdigest()
     path, changed = zk_artifacts.fetch_artifact(str(zkey), good, cache_dir=tmp_path)
     assert path == zkey and changed is False
-    path, _ = zk_artifacts.fetch_artifact(f"file://{zkey}", good.upper(), cache_dir=tmp_path)
+    path, _unused = zk_artifacts.fetch_artifact(f"file://{zkey}", good.upper(), cache_dir=tmp_path)
     assert path == zkey
     bad = "0" * 64
     with pytest.raises(zk_artifacts.ArtifactsError, match="SHA-256 mismatch"):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import zk_prove
+from ansible_collections.teeproof.kit.plugins.module_utils import zk_prove
 from conftest import ENTRYPOINT, SECRET_A, SECRET_B, valid_input
 
 AVAILABLE = [
@@ -171,7 +171,7 @@ def test_bad_input_rejected(
 def test_bad_input_kinds_have_distinct_messages(circuit_dir: Path, toolchain: zk_prove.Toolchain) -> None:
     schema = zk_prove.Circuit.load(circuit_dir).schema
     messages = {}
-    for case, text, kind, _ in BAD_INPUTS:
+    for case, text, kind, _unused in BAD_INPUTS:
         if kind == "constraint_violation":
             continue
         with pytest.raises(zk_prove.InputError) as info:

@@ -465,7 +465,8 @@ def _kill(pidfile: Path, expect: str, grace: float = 20.0) -> bool:
         with contextlib.suppress(OSError):
             pidfile.unlink()
         return False
-    assert pid is not None
+    if pid is None:  # pid_alive is False for None; this tells the type checker
+        return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace

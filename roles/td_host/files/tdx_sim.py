@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.teeproof.kit.plugins.module_utils.tdx_quote import SIM_MARKER
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
-from tdx_quote import SIM_MARKER
 
 LOG_PREFIX = "[SIMULATED TDX]"
 SGX_EXTENSION_OID = "1.2.840.113741.1.13.1"

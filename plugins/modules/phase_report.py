@@ -1,11 +1,11 @@
 #!/usr/bin/python
-"""Ansible module: write the phase table of playbooks/prove.yml as JSON (logic: e2e_report.py)."""
+"""Ansible module: write the phase table of playbooks/prove.yml as JSON (logic: module_utils)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: e2e_phase_report
+module: phase_report
 short_description: Write the prove.yml phase table (Keylime, TDX, delivery, proving, total)
 description:
   - Turns controller timestamps and the prover time measured in the guest into phase durations, writes
@@ -30,12 +30,12 @@ options:
     type: bool
     default: false
 author:
-  - tee-proof-kit
+  - tee-proof-kit developers (@tee-proof-kit)
 """
 
 EXAMPLES = r"""
 - name: Write the phase table
-  e2e_phase_report:
+  teeproof.kit.phase_report:
     path: /work/main/build/lab/site/prove/phases.json
     times: {start: 1.0, registered: 1.5, tdx_done: 2.0, bound: 2.5, keylime_start: 3.0, keylime_done: 5.0,
             delivered: 6.0, fetched: 20.0, verified: 21.0}
@@ -54,8 +54,10 @@ phases:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.e2e_report import ReportError, write_report  # noqa: E402
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.teeproof.kit.plugins.module_utils.phase_report import ReportError, write_report
 
 
 def main() -> None:
@@ -69,12 +71,23 @@ def main() -> None:
         supports_check_mode=False,
     )
     p = module.params
+    out = Path(p["path"])
+    before = out.read_text(encoding="utf-8") if out.is_file() else ""
     try:
         times = {k: float(v) for k, v in p["times"].items()}
         report = write_report(p["path"], times, p["guest_proving_seconds"], p["simulated"])
     except (ReportError, ValueError, TypeError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=True, table=report["table"], phases=report["phases"], simulated=p["simulated"])
+    after = out.read_text(encoding="utf-8")
+    result = {"changed": after != before, "table": report["table"], "phases": report["phases"]}
+    if module._diff:
+        result["diff"] = {
+            "before": before,
+            "after": after,
+            "before_header": str(out),
+            "after_header": str(out),
+        }
+    module.exit_json(simulated=p["simulated"], **result)
 
 
 if __name__ == "__main__":

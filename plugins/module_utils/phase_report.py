@@ -50,7 +50,7 @@ def phases(times: Mapping[str, float], guest_proving_seconds: float) -> list[tup
 
 
 def table(rows: list[tuple[str, float]], simulated: bool) -> str:
-    width = max(len(name) for name, _ in rows)
+    width = max(len(name) for name, _unused in rows)
     lines = [f"{'phase'.ljust(width)} | seconds", f"{'-' * width}-|--------"]
     lines += [f"{name.ljust(width)} | {value:7.2f}" for name, value in rows]
     if simulated:
