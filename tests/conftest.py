@@ -27,6 +27,7 @@ PROGRAMS = {
     "tdx_sim": ROOT / "roles" / "td_host" / "files" / "tdx_sim.py",
     "keylime_agent_compat": ROOT / "roles" / "keylime_agent" / "files" / "keylime_agent_compat.py",
     "canary": ROOT / "molecule" / "e2e" / "files" / "canary.py",
+    "role_readme": ROOT / "tools" / "role_readme.py",
 }
 
 

@@ -2,7 +2,8 @@
 """Boot test of the guest image (LAB ONLY: QEMU TCG + swtpm; swtpm is controlled by the host, so this is
 a SIMULATED TPM and not a security boundary).
 
-Boots the image's kernel/initrd/cmdline on a throwaway overlay of the disk image with a swtpm vTPM, then
+Boots the image with the kit's own launcher (module_utils td_launch, what roles/td_host runs: a throwaway
+overlay of the disk image, a swtpm vTPM with its EK CA, the SIMULATED provider), on free ports, then
 over SSH (the inventory's lab key) checks that:
   1. the kernel runs with the image's command line and systemd loaded the kit's IMA policy;
   2. the custom policy (not the boot 'tcb' one) is active: a file owned by the measured owner under
@@ -20,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import datetime
 import hashlib
 import json
-import os
 import re
 import shutil
 import socket
@@ -35,8 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.teeproof.kit.plugins.module_utils import ima_log, td_launch
+
 ROOT = Path(__file__).resolve().parents[2]
-from ansible_collections.teeproof.kit.plugins.module_utils import ima_log  # noqa: E402
 
 SIMULATED = "SIMULATED vTPM (swtpm, host-controlled) under QEMU TCG: lab only, not a security boundary"
 
@@ -49,100 +49,32 @@ def free_port() -> int:
 
 
 class Guest:
-    def __init__(self, image_dir: Path, work: Path, key: Path, memory: str, smp: str) -> None:
-        self.image_dir = image_dir
-        self.work = work
-        self.key = key
-        self.memory = memory
-        self.smp = smp
-        self.port = free_port()
-        self.serial = work / "serial.log"
-        self.qemu_pid = work / "qemu.pid"
-        self.swtpm_pid = work / "swtpm.pid"
+    """The image booted by the product's own launcher (module_utils td_launch, what roles/td_host runs) in lab
+    mode, on free ports and a throwaway run folder, so that the image test boots the guest as the kit does."""
 
-    def start(self) -> None:
-        state = self.work / "tpm"
-        state.mkdir()
-        sock = self.work / "swtpm.sock"
-        run(
-            [
-                "swtpm_setup",
-                "--tpm2",
-                "--tpmstate",
-                str(state),
-                "--create-ek-cert",
-                "--create-platform-cert",
-                "--lock-nvram",
-                "--pcr-banks",
-                "sha1,sha256",
-                "--overwrite",
-            ]
+    def __init__(self, image_dir: Path, work: Path, key: Path, memory: str, smp: str) -> None:
+        self.key = key
+        self.spec = td_launch.LaunchSpec(
+            mode="lab",
+            image_dir=str(image_dir),
+            run_dir=str(work / "run"),
+            cmdline=(image_dir / "cmdline").read_text().strip(),
+            memory_mib=int(memory),
+            smp=int(smp),
+            ssh_port=free_port(),
+            agent_port=free_port(),
+            # no registrar runs here: the guest's forward leads to a free port (the agent stops there)
+            registrar_port=free_port(),
+            kit_root=str(ROOT),
         )
-        run(
-            [
-                "swtpm",
-                "socket",
-                "--tpm2",
-                "--tpmstate",
-                f"dir={state}",
-                "--ctrl",
-                f"type=unixio,path={sock}",
-                "--terminate",
-                "--daemon",
-                "--pid",
-                f"file={self.swtpm_pid}",
-            ]
-        )
-        disk = next(p for p in (self.image_dir / "disk.raw", self.image_dir / "disk.qcow2") if p.exists())
-        fmt = "qcow2" if disk.suffix == ".qcow2" else "raw"
-        overlay = self.work / "overlay.qcow2"
-        run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk), "-F", fmt, str(overlay)])
-        cmdline = (self.image_dir / "cmdline").read_text()
-        run(
-            [
-                "qemu-system-x86_64",
-                "-accel",
-                "tcg,thread=multi,tb-size=256",
-                "-cpu",
-                "max",
-                "-machine",
-                "q35",
-                "-m",
-                self.memory,
-                "-smp",
-                self.smp,
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-no-reboot",
-                "-kernel",
-                str(self.image_dir / "vmlinuz"),
-                "-initrd",
-                str(self.image_dir / "initrd.img"),
-                "-append",
-                cmdline,
-                "-drive",
-                f"file={overlay},if=virtio,format=qcow2",
-                "-netdev",
-                f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
-                "-device",
-                "virtio-net-pci,netdev=n0",
-                "-chardev",
-                f"socket,id=chrtpm,path={sock}",
-                "-tpmdev",
-                "emulator,id=tpm0,chardev=chrtpm",
-                "-device",
-                "tpm-tis,tpmdev=tpm0",
-                "-vga",
-                "none",
-                "-serial",
-                f"file:{self.serial}",
-                "-pidfile",
-                str(self.qemu_pid),
-                "-daemonize",
-            ]
-        )
+        self.port = self.spec.ssh_port
+
+    def start(self, timeout: float) -> float:
+        try:
+            result = td_launch.start(self.spec, sys.executable, timeout)
+        except td_launch.TdHostError as exc:
+            raise CheckError(f"{exc}\n{exc.serial_tail}") from None
+        return float(result["boot_seconds"])
 
     def ssh(self, command: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess[str]:
         argv = [
@@ -171,51 +103,28 @@ class Guest:
             )
         return result
 
-    def wait_for_ssh(self, timeout: float) -> float:
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if not self.alive():
-                raise CheckError("QEMU exited before the guest answered SSH")
+    def wait_for_systemd(self, timeout: float) -> None:
+        """After the launcher saw the SSH banner: wait until systemd has finished starting units."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             try:
-                if (
-                    self.ssh(
-                        "systemctl is-system-running --wait >/dev/null 2>&1; true", check=False, timeout=200
-                    ).returncode
-                    == 0
-                ):
-                    return time.monotonic() - start
+                cmd = "systemctl is-system-running --wait >/dev/null 2>&1; true"
+                if self.ssh(cmd, check=False, timeout=200).returncode == 0:
+                    return
             except subprocess.TimeoutExpired:
                 pass
             time.sleep(5)
-        raise CheckError(f"the guest did not answer SSH within {timeout:.0f} s")
-
-    def alive(self) -> bool:
-        try:
-            os.kill(int(self.qemu_pid.read_text()), 0)
-            return True
-        except (OSError, ValueError):
-            return False
+        raise CheckError(f"the guest's systemd did not settle within {timeout:.0f} s")
 
     def stop(self) -> None:
-        for pidfile in (self.qemu_pid, self.swtpm_pid):
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(pidfile.read_text()), 15)
+        td_launch.stop(self.spec)
 
     def serial_tail(self, lines: int = 80) -> str:
-        try:
-            return "\n".join(self.serial.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no serial log)"
+        return td_launch.serial_tail(self.spec.run, lines)
 
 
 class CheckError(Exception):
     pass
-
-
-def run(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise CheckError(f"{argv[0]} failed ({result.returncode}): {result.stderr[-2000:]}")
 
 
 def lab_ca_pem() -> str:
@@ -410,8 +319,8 @@ def main() -> int:
     report: dict[str, Any] = {"simulated": SIMULATED, "passed": False}
     t0 = time.monotonic()
     try:
-        guest.start()
-        report["boot_to_ssh_s"] = round(guest.wait_for_ssh(args.timeout), 1)
+        report["boot_to_ssh_s"] = round(guest.start(args.timeout), 1)
+        guest.wait_for_systemd(args.timeout)
         print(f"[boot-check] guest answered SSH after {report['boot_to_ssh_s']} s", flush=True)
         check(guest, args.image_dir, report)
         report["passed"] = True
@@ -423,7 +332,6 @@ def main() -> int:
         report["elapsed_s"] = round(time.monotonic() - t0, 1)
         if not args.keep:
             guest.stop()
-            time.sleep(1)
             shutil.rmtree(work, ignore_errors=True)
     if args.report:
         args.report.write_text(json.dumps(report, indent=2) + "\n")
