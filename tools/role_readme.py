@@ -90,8 +90,8 @@ def merge(current: str | None, block: str) -> str:
     if current is None:
         return part
     if BEGIN in current and END in current:
-        head, _, rest = current.partition(BEGIN)
-        _, _, tail = rest.partition(END)
+        head, _begin, rest = current.partition(BEGIN)
+        _old, _end, tail = rest.partition(END)
         return head + part + tail.removeprefix("\n")
     return part + "\n" + current
 
