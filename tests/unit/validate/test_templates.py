@@ -67,7 +67,7 @@ def test_the_bare_metal_inventory_lists_the_three_parts(rendered: tuple[Path, Pa
     folder, password = rendered
     inv = inventory(folder, password)
     assert inv["build_host"]["hosts"] == ["tdx-host"]
-    assert inv["td_guest"]["hosts"] == ["td-guest"]
+    assert inv["guest_td"]["hosts"] == ["td-guest"]
     assert inv["keylime_client"]["hosts"] == ["keylime-client"]
     hostvars = inv["_meta"]["hostvars"]
     assert hostvars["tdx-host"]["ansible_host"] == "tdx1.example.org"
