@@ -134,13 +134,13 @@ def main() -> int:
             prove[backend] = series(argv, args.runs)
             zk_prove.verify_proof(vkey, proof, public, "snarkjs", tools)  # every backend's proof must verify
         base = prove.get("snarkjs")
-        for backend, res in prove.items():
-            if res is None:
+        for backend, measured in prove.items():
+            if measured is None:
                 continue
             note = "verified with snarkjs"
             if base and backend != "snarkjs":
-                note += f"; {base['median_s'] / res['median_s']:.2f}x faster than snarkjs"
-            rows.append((f"prove: {backend} (CLI process)", res, note))
+                note += f"; {base['median_s'] / measured['median_s']:.2f}x faster than snarkjs"
+            rows.append((f"prove: {backend} (CLI process)", measured, note))
 
         # groth16py in a warm process (key imported once, as a long-running prover would).
         if prove.get("groth16py"):
@@ -148,7 +148,7 @@ def main() -> int:
 
             pk, _unused = groth16py.import_zkey(str(zkey))
             samples = []
-            for _unused in range(args.runs + 1):
+            for _round in range(args.runs + 1):
                 start = time.perf_counter()
                 groth16py.prove_wtns(pk, str(wtns))
                 samples.append(time.perf_counter() - start)
@@ -159,12 +159,12 @@ def main() -> int:
         print()
         print(f"| {'step':<42} | {'median':>9} | {'min':>9} | {'peak RSS':>9} | note")
         print(f"| {'-' * 42} | {'-' * 9} | {'-' * 9} | {'-' * 9} | ----")
-        for name, res, note in rows:
-            if res is None:
+        for name, row, note in rows:
+            if row is None:
                 print(f"| {name:<42} | {'-':>9} | {'-':>9} | {'-':>9} | {note}")
             else:
-                rss = f"{res['peak_rss_mb']:.0f} MB" if res["peak_rss_mb"] >= 0 else "n/a"
-                med, low = f"{res['median_s']:.3f} s", f"{res['min_s']:.3f} s"
+                rss = f"{row['peak_rss_mb']:.0f} MB" if row["peak_rss_mb"] >= 0 else "n/a"
+                med, low = f"{row['median_s']:.3f} s", f"{row['min_s']:.3f} s"
                 print(f"| {name:<42} | {med:>9} | {low:>9} | {rss:>9} | {note}")
         print()
         print(json.dumps({"rows": [{"step": n, **(r or {}), "note": t} for n, r, t in rows]}))

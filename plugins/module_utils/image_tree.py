@@ -97,13 +97,18 @@ def allowed(path: str, allow: Iterable[str]) -> bool:
     return any(re.search(p, path) for p in allow)
 
 
-def tree_report(root: str, scan_secrets: bool = True, allow: Iterable[str] = ()) -> TreeReport:
-    """Digest the tree at ``root`` and, optionally, list the secrets found in it."""
+def tree_report(
+    root: str, scan_secrets: bool = True, allow: Iterable[str] = (), exclude: Iterable[str] = ()
+) -> TreeReport:
+    """Digest the tree at ``root`` (without the ``exclude`` paths) and, optionally, list its secrets."""
     allow = list(allow)
+    skip = {p.strip("/") for p in exclude}
     outer = hashlib.sha256()
     report = TreeReport(digest="")
     raw: list[Finding] = []
     for rel, st in walk(root):
+        if rel in skip:
+            continue
         mode = st.st_mode
         head = f"{rel}\0{stat.S_IFMT(mode):o}\0{stat.S_IMODE(mode):o}\0{st.st_uid}\0{st.st_gid}\0"
         if stat.S_ISREG(mode):

@@ -3,9 +3,12 @@ its dm-verity hash tree (``veritysetup format``), reproducibly.
 
 The same folder, size, UUID, salt and time give the same bytes and therefore the same root hash: the
 filesystem's UUID and directory hash seed are fixed, mke2fs takes its own time from ``E2FSPROGS_FAKE_TIME``,
-and the verity salt and UUID are parameters. The files keep their times: clamping them would make every
-compiled Python file (whose header holds its source's mtime) stale, and on a read-only root Python would then
-compile each module again at every start. The root hash goes on the kernel command line (RTMR2).
+and the verity salt and UUID are parameters. Files that came from packages keep their times (a compiled
+Python file's header holds its source's mtime). Every entry written after the base was unpacked (by the
+guest roles, maintainer scripts, the initramfs) gets the fixed time instead (``clamp_after``), so two builds
+from the same inputs give the same bytes; the build exports SOURCE_DATE_EPOCH, so pip and py3compile write
+hash-checked compiled files that a changed time does not make stale. The root hash goes on the kernel
+command line (RTMR2).
 """
 
 from __future__ import annotations
@@ -66,6 +69,18 @@ def parse_format_output(text: str) -> dict[str, str]:
     return fields
 
 
+def clamp_times(root: Path, after: float, epoch: int) -> int:
+    """Give each entry (links themselves) newer than ``after`` the time ``epoch``; returns how many."""
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames, ""]:
+            path = os.path.join(dirpath, name) if name else dirpath
+            if os.lstat(path).st_mtime > after:
+                os.utime(path, (epoch, epoch), follow_symlinks=False)
+                count += 1
+    return count
+
+
 def pack(
     rootfs: Path,
     out: Path,
@@ -75,6 +90,7 @@ def pack(
     fs_uuid: str,
     salt: str,
     epoch: int,
+    clamp_after: float | None = None,
     runner: Runner = _run,
 ) -> VerityImage:
     """Write ``out`` (atomically): the ext4 filesystem of ``rootfs`` and, after it, its verity hash tree."""
@@ -84,6 +100,8 @@ def pack(
         raise PackError("the verity salt must be 64 hex digits")
     if size_mib < 16:
         raise PackError(f"a {size_mib} MiB filesystem is too small")
+    if clamp_after is not None:
+        clamp_times(rootfs, clamp_after, epoch)
     partial = out.with_name(out.name + ".partial")
     partial.unlink(missing_ok=True)
     env = {"E2FSPROGS_FAKE_TIME": str(epoch)}

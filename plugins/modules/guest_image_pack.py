@@ -23,9 +23,12 @@ options:
   fs_uuid: {description: UUID of the filesystem and of the verity superblock., type: str, required: true}
   salt: {description: Verity salt (64 hex digits)., type: str, required: true}
   epoch:
-    description: Time mke2fs writes into the filesystem (superblock, lost+found); file times are kept.
+    description: Time mke2fs writes (superblock, lost+found); also the time clamped entries get.
     type: int
     required: true
+  clamp_after:
+    description: Entries whose mtime is later than this (seconds) get the time I(epoch); unset keeps all.
+    type: float
 author:
   - tee-proof-kit developers (@tee-proof-kit)
 """
@@ -65,6 +68,7 @@ def main() -> None:
             "fs_uuid": {"type": "str", "required": True},
             "salt": {"type": "str", "required": True},
             "epoch": {"type": "int", "required": True},
+            "clamp_after": {"type": "float"},
         },
         supports_check_mode=False,
     )
@@ -78,6 +82,7 @@ def main() -> None:
             fs_uuid=p["fs_uuid"],
             salt=p["salt"],
             epoch=p["epoch"],
+            clamp_after=p["clamp_after"],
         )
         verify(Path(p["dest"]), info)
     except (PackError, OSError) as exc:

@@ -13,6 +13,11 @@ options:
   root: {description: Folder to read., type: path, required: true}
   scan_secrets: {description: Scan for secrets too., type: bool, default: true}
   allow: {description: Path regexes whose findings are accepted., type: list, elements: str, default: []}
+  exclude:
+    description: Paths (in the tree) left out of the digest, e.g. a file written from the digest itself.
+    type: list
+    elements: str
+    default: []
 author:
   - tee-proof-kit developers (@tee-proof-kit)
 """
@@ -41,11 +46,13 @@ def main() -> None:
             "root": {"type": "path", "required": True},
             "scan_secrets": {"type": "bool", "default": True},
             "allow": {"type": "list", "elements": "str", "default": []},
+            "exclude": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
     try:
-        report = tree_report(module.params["root"], module.params["scan_secrets"], module.params["allow"])
+        p = module.params
+        report = tree_report(p["root"], p["scan_secrets"], p["allow"], p["exclude"])
     except OSError as exc:
         module.fail_json(msg=f"cannot read {module.params['root']}: {exc}")
     module.exit_json(

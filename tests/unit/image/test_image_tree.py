@@ -84,3 +84,11 @@ def test_allow_list(tree: Path) -> None:
     (tree / "etc/test.key").write_text(FAKE_KEY)
     assert image_tree.tree_report(str(tree)).findings
     assert image_tree.tree_report(str(tree), allow=[r"^/etc/test\.key$"]).findings == []
+
+
+def test_an_excluded_path_does_not_count(tree: Path) -> None:
+    """The image id file is written from the digest of everything else: it is left out of that digest."""
+    before = image_tree.tree_report(str(tree)).digest
+    (tree / "etc" / "image.json").write_text('{"tree": "..."}\n')
+    assert image_tree.tree_report(str(tree)).digest != before
+    assert image_tree.tree_report(str(tree), exclude=["/etc/image.json"]).digest == before

@@ -89,3 +89,33 @@ def test_file_times_are_kept(tmp_path: Path) -> None:
 def test_format_output_without_root_hash_is_an_error() -> None:
     with pytest.raises(verity_pack.PackError, match="no SHA-256 root hash"):
         verity_pack.parse_format_output("VERITY header information\nSalt: 00\n")
+
+
+def test_entries_written_after_the_base_get_the_fixed_time_and_pack_alike(tmp_path: Path) -> None:
+    """Two builds that wrote the same files at different times give the same bytes; files older than the
+    base's unpacking (from packages) keep their times."""
+    images = []
+    for name, when in (("a", 1_800_000_000), ("b", 1_850_000_000)):
+        root = _tree(tmp_path / name)
+        base = root / "usr" / "lib" / "from-a-package.py"
+        base.parent.mkdir(parents=True)
+        base.write_text("x = 1\n")
+        os.utime(base, (1_600_000_000, 1_600_000_000))
+        for path in [*root.rglob("*"), root]:
+            if path != base:
+                os.utime(path, (when, when), follow_symlinks=False)
+        os.utime(base.parent, (when, when))
+        verity_pack.pack(
+            root,
+            tmp_path / f"{name}.raw",
+            16,
+            label="root",
+            fs_uuid=UUID,
+            salt=SALT,
+            epoch=EPOCH,
+            clamp_after=1_700_000_000,
+        )
+        assert base.stat().st_mtime == 1_600_000_000
+        assert (root / "etc" / "agent-link").lstat().st_mtime == EPOCH
+        images.append(hashlib.sha256((tmp_path / f"{name}.raw").read_bytes()).hexdigest())
+    assert images[0] == images[1]
