@@ -70,6 +70,7 @@ def release_record(
     policy: Mapping[str, Any],
     circuits: Mapping[str, Mapping[str, str]],
     policy_sha256: str,
+    firmware_sha256: str = "",
 ) -> dict[str, Any]:
     """What one image version is: everything a verifier checks or a reviewer compares."""
     boot = manifest.get("boot_chain") or {}
@@ -88,6 +89,7 @@ def release_record(
         "rootfs_tree_sha256": manifest.get("rootfs_tree_sha256", ""),
         "image_id_sha256": (manifest.get("image_id") or {}).get("sha256", ""),
         "measurements": {k: measurements[k] for k in MEASUREMENTS if measurements.get(k)},
+        "firmware_sha256": firmware_sha256 if measurements.get("mr_td") else "",
         "runtime_policy": {
             "sha256": policy_sha256,
             "content_sha256": policy_content_sha256(policy),
@@ -285,6 +287,7 @@ def make_bundle(version: str, record: Mapping[str, Any], policy_dsse_sha256: str
         "image_id_sha256": record["image_id_sha256"],
         "root_hash": record["root_hash"],
         "measurements": dict(record["measurements"]),
+        "firmware_sha256": record.get("firmware_sha256", ""),
         "cmdline": record["kernel"]["cmdline"],
         "runtime_policy": dict(record["runtime_policy"]) | {"dsse_sha256": policy_dsse_sha256},
         "vkeys": {

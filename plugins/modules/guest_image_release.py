@@ -35,6 +35,10 @@ options:
     description: The operator's EC P-256 private key (PEM) that signs the bundle and the runtime policy.
     type: path
     required: true
+  firmware_sha256:
+    description: SHA-256 of the TD firmware the expected MRTD was computed from (empty without one).
+    type: str
+    default: ''
   keylime_policy:
     description: The keylime-policy command that signs the runtime policy.
     type: path
@@ -149,7 +153,12 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     ]
     policy_text = json.dumps(policy, sort_keys=True) + "\n"
     record = rel.release_record(
-        manifest, params["measurements"], policy, params["circuits"], rel.sha256(policy_text.encode())
+        manifest,
+        params["measurements"],
+        policy,
+        params["circuits"],
+        rel.sha256(policy_text.encode()),
+        params.get("firmware_sha256") or "",
     )
     cid = rel.content_id(record)
     index = _read_json(releases / "index.json") if (releases / "index.json").is_file() else {"versions": []}
@@ -242,6 +251,7 @@ def main() -> None:
             "output_dir": {"type": "path", "required": True},
             "releases_dir": {"type": "path", "required": True},
             "measurements": {"type": "dict", "required": True},
+            "firmware_sha256": {"type": "str", "default": ""},
             "signing_key": {"type": "path", "required": True, "no_log": False},
             "keylime_policy": {"type": "path", "required": True},
             "circuits": {"type": "dict", "default": {}},
