@@ -23,9 +23,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+try:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+except ImportError:  # the modules report it with missing_required_lib
+    HAS_CRYPTOGRAPHY = False
+else:
+    HAS_CRYPTOGRAPHY = True
 
 BUNDLE_TYPE = "application/vnd.teeproof.kit.reference-bundle+json"
 # Keylime's payload type for DSSE-signed runtime policies (keylime/policy/sign_runtime_policy.py).
@@ -149,16 +154,18 @@ def change_report(
     old: Mapping[str, Any] | None,
     new_version: str,
     new: Mapping[str, Any],
-    old_files: Mapping[str, list[str]],
-    new_files: Mapping[str, list[str]],
+    old_files: Mapping[str, Any],
+    new_files: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Packages added, removed or upgraded; files changed (the runtime policies' digests); measurements
-    moved."""
+    """Packages added, removed or upgraded; files added, removed or changed (the root filesystem's entries:
+    type, mode, owner, content); measurements moved."""
     old = old or {}
     pkgs = _dict_diff(old.get("packages", {}), new.get("packages", {}))
-    files = _dict_diff(
-        {k: sorted(v) for k, v in old_files.items()}, {k: sorted(v) for k, v in new_files.items()}
-    )
+
+    def norm(files: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: sorted(v) if isinstance(v, list) else v for k, v in files.items()}
+
+    files = _dict_diff(norm(old_files), norm(new_files))
     moved = _dict_diff(_measured(old), _measured(new)) if old else {"added": {}, "removed": {}, "changed": {}}
     return {
         "from": old_version,
@@ -371,7 +378,8 @@ def retire(state: Mapping[str, Any], version: str, when: str) -> tuple[dict[str,
 def lookup(state: Mapping[str, Any], image_id_sha256: str) -> tuple[str, dict[str, Any]]:
     """The accepted version whose image id a TD claims; ReleaseError naming why not (retired or unknown)."""
     check_set(state)
-    for version, entry in state["versions"].items():
+    entries = sorted(state["versions"].items(), key=lambda item: item[1]["state"] != "accepted")
+    for version, entry in entries:
         if entry["bundle"]["image_id_sha256"] == image_id_sha256:
             if entry["state"] != "accepted":
                 raise ReleaseError(

@@ -51,6 +51,9 @@ class TreeReport:
     files: int = 0
     bytes: int = 0
     findings: list[Finding] = field(default_factory=list)
+    # "/path" -> "type mode uid gid content": what the digest covers, one line per entry (the change report's
+    # files, which also sees mode, owner and link changes)
+    entries: dict[str, str] = field(default_factory=dict)
 
 
 def walk(root: str) -> Iterator[tuple[str, os.stat_result]]:
@@ -124,6 +127,11 @@ def tree_report(
         else:
             content = ""
         outer.update((head + content + "\n").encode("utf-8", "surrogateescape"))
+        report.entries["/" + rel] = (
+            (head.split("\0", 1)[1].replace("\0", " ") + content)
+            .encode("utf-8", "surrogateescape")
+            .decode("utf-8", "replace")
+        )
     report.digest = outer.hexdigest()
     report.findings = [f for f in raw if not allowed(f.path, allow)]
     return report

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 INFO = re.compile(r"Agent Info from [^\n]*:\n")
+LIST = re.compile(r"Agent list from [^\n]* retrieved: \n")
 ABSENT = re.compile(r"does not exist on|does not have agent|Agent [0-9A-Za-z._-]+ does not exist")
 FAILED_STATES = ("Invalid Quote", "Failed", "Tenant Quote Failed", "Terminated")
 PASS_STATE = "Get Quote"
@@ -53,6 +54,25 @@ class AgentStatus:
 
 def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in SECRET_FIELDS}
+
+
+def parse_list(text: str) -> list[str]:
+    """The agent ids in the tenant's ``-c cvlist`` answer (``{"uuids": [...]}``, flat or per verifier)."""
+    matches = list(LIST.finditer(text))
+    if not matches:
+        if "does not have any agents" in text:
+            return []
+        tail = " ".join(text.strip().splitlines()[-3:])[-400:]
+        raise StatusError(f"unexpected tenant answer (no agent list): {tail}")
+    try:
+        data, _unused = json.JSONDecoder().raw_decode(text, matches[-1].end())
+    except ValueError as exc:
+        raise StatusError(f"the tenant's agent list is not JSON: {exc}") from None
+    uuids = data.get("uuids") if isinstance(data, dict) else None
+    if not isinstance(uuids, list):
+        raise StatusError("the tenant's agent list has no uuids")
+    flat = [u for entry in uuids for u in (entry if isinstance(entry, list) else [entry])]
+    return sorted({str(u) for u in flat})
 
 
 def parse(text: str, uuid: str) -> AgentStatus:

@@ -9,18 +9,14 @@ short_description: Make a guest image build a version with a change report and a
 description:
 - Reads the build's outputs (manifest.json, runtime-policy.json, the expected measurements) and names
   what a TD on this image measures and runs (the content id).
-- When that differs from the newest version's, writes the next version's folder under I(releases_dir)
+- When that differs from every version's, writes the next version's folder under I(releases_dir)
   (v1, v2, ...) with the boot files and disk linked in, the version record, the change report against
   the version before it, the runtime policy signed by C(keylime-policy sign) and the reference bundle
   signed by the operator's key (DSSE, ECDSA P-256).
-- The same content gives no new version (changed is false).
+- The same content as a version already made gives no new version; that version becomes the latest again.
 options:
   output_dir:
-    description: The build's output folder (manifest.json
-    disk image: null
-    vmlinuz: null
-    initrd.img: null
-    cmdline).: null
+    description: The build's output folder (manifest.json, the disk image, vmlinuz, initrd.img, cmdline).
     type: path
     required: true
   releases_dir:
@@ -52,6 +48,10 @@ options:
     type: list
     elements: str
     default: []
+  entries:
+    description: The root filesystem's entries (guest_image_tree's listing), compared for the change report.
+    type: path
+    required: true
   files:
     description: Build outputs linked (or copied) into the version folder.
     type: list
@@ -69,13 +69,14 @@ EXAMPLES = r"""
     measurements: "{{ measured }}"
     signing_key: /root/.cache/tee-proof-kit/lab/operator-signing.pem
     keylime_policy: /root/.cache/tee-proof-kit/tools/keylime-7.14.3/bin/keylime-policy
+    entries: /work/build/image/rootfs.entries.json
     files: [disk.raw, disk.raw.verity, vmlinuz, initrd.img, cmdline, manifest.json]
   register: release
 """
 
 RETURN = r"""
 version:
-  description: The version this build is (new or the newest one with the same content).
+  description: The version this build is (new, or the one already made with the same content).
   type: str
   returned: always
 previous:
@@ -109,7 +110,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.teeproof.kit.plugins.module_utils import image_release as rel
 
 
@@ -164,12 +165,18 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     index = _read_json(releases / "index.json") if (releases / "index.json").is_file() else {"versions": []}
     versions = index["versions"]
     last = versions[-1] if versions else None
-    if last and last["content_id"] == cid:
-        folder = releases / last["version"]
+    same = [v for v in versions if v["content_id"] == cid]
+    if same:
+        # The same content as a version already made (the newest or an older one): that version again.
+        folder = releases / same[-1]["version"]
         report = _read_json(folder / "changes.json")
+        moved = index.get("latest") != same[-1]["version"]
+        if moved and not check_mode:
+            index["latest"] = same[-1]["version"]
+            _write(releases / "index.json", json.dumps(index, indent=1) + "\n")
         return {
-            "changed": False,
-            "version": last["version"],
+            "changed": moved,
+            "version": same[-1]["version"],
             "previous": report.get("from") or "",
             "content_id": cid,
             "folder": str(folder),
@@ -178,12 +185,19 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         }
     version = rel.next_version(v["version"] for v in versions)
     old_record: dict[str, Any] | None = None
-    old_files: dict[str, list[str]] = {}
+    old_files: dict[str, Any] = {}
+    entries = Path(params["entries"])
+    new_files: dict[str, Any] = _read_json(entries)
     if last:
-        old_record = _read_json(releases / last["version"] / "release.json")["record"]
-        old_files = _read_json(releases / last["version"] / "runtime-policy.json").get("digests", {})
+        old_folder = releases / last["version"]
+        old_record = _read_json(old_folder / "release.json")["record"]
+        if (old_folder / "entries.json").is_file():
+            old_files = _read_json(old_folder / "entries.json")
+        else:  # a version made before entries were kept: compare the runtime policies' file digests
+            old_files = _read_json(old_folder / "runtime-policy.json").get("digests", {})
+            new_files = policy.get("digests", {})
     report = rel.change_report(
-        last["version"] if last else None, old_record, version, record, old_files, policy.get("digests", {})
+        last["version"] if last else None, old_record, version, record, old_files, new_files
     )
     folder = releases / version
     result = {
@@ -207,6 +221,7 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     try:
         for name in params["files"]:
             _link(out / name, work / name)
+        shutil.copy(entries, work / "entries.json")
         _write(work / "runtime-policy.json", policy_text)
         _sign_policy(
             params["keylime_policy"],
@@ -257,9 +272,12 @@ def main() -> None:
             "circuits": {"type": "dict", "default": {}},
             "policy_excludes": {"type": "list", "elements": "str", "default": []},
             "files": {"type": "list", "elements": "str", "required": True},
+            "entries": {"type": "path", "required": True},
         },
         supports_check_mode=True,
     )
+    if not rel.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"))
     try:
         result = run(module.params, module.check_mode)
     except (rel.ReleaseError, OSError) as exc:

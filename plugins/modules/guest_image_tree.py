@@ -13,6 +13,9 @@ options:
   root: {description: Folder to read., type: path, required: true}
   scan_secrets: {description: Scan for secrets too., type: bool, default: true}
   allow: {description: Path regexes whose findings are accepted., type: list, elements: str, default: []}
+  listing:
+    description: Write every entry (path to type, mode, owner and content digest) to this JSON file.
+    type: path
   exclude:
     description: Paths (in the tree) left out of the digest, e.g. a file written from the digest itself.
     type: list
@@ -36,6 +39,9 @@ bytes: {description: Bytes in regular files., type: int, returned: always}
 secrets: {description: "Findings: path and reason.", type: list, returned: always}
 """
 
+import json
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.teeproof.kit.plugins.module_utils.image_tree import tree_report
 
@@ -47,12 +53,17 @@ def main() -> None:
             "scan_secrets": {"type": "bool", "default": True},
             "allow": {"type": "list", "elements": "str", "default": []},
             "exclude": {"type": "list", "elements": "str", "default": []},
+            "listing": {"type": "path"},
         },
         supports_check_mode=True,
     )
     try:
         p = module.params
         report = tree_report(p["root"], p["scan_secrets"], p["allow"], p["exclude"])
+        if p["listing"]:
+            with open(p["listing"] + ".partial", "w", encoding="utf-8") as out:
+                json.dump(report.entries, out, indent=0, sort_keys=True)
+            os.replace(p["listing"] + ".partial", p["listing"])
     except OSError as exc:
         module.fail_json(msg=f"cannot read {module.params['root']}: {exc}")
     module.exit_json(

@@ -17,14 +17,13 @@ description:
     (O(service=verifier)), up to O(timeout) seconds.
 options:
   service:
-    description: C(registrar) (regstatus) or C(verifier) (cvstatus).
+    description: C(registrar) (regstatus), C(verifier) (cvstatus) or C(agents) (cvlist, the agent ids).
     type: str
-    choices: [registrar, verifier]
+    choices: [registrar, verifier, agents]
     required: true
   uuid:
-    description: The agent's id.
+    description: The agent's id (required unless O(service=agents)).
     type: str
-    required: true
   tenant:
     description: The keylime_tenant executable.
     type: path
@@ -65,14 +64,18 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-exists: {description: The service knows the agent., type: bool, returned: always}
+uuids: {description: The verifier's agent ids (service agents)., type: list, returned: when service is agents}
+exists: {description: The service knows the agent., type: bool, returned: when service is not agents}
 record:
   description: "The service's record (aik_tpm, ek_tpm, mtls_cert, ... or operational_state, ...), without v."
   type: dict
-  returned: always
-verdict: {description: "verifier: pass, fail, pending or absent.", type: str, returned: always}
-operational_state: {description: The verifier's state name., type: str, returned: always}
-elapsed: {description: Seconds waited., type: float, returned: always}
+  returned: when service is not agents
+verdict:
+  description: "verifier: pass, fail, pending or absent."
+  type: str
+  returned: when service is not agents
+operational_state: {description: The verifier's state name., type: str, returned: when service is not agents}
+elapsed: {description: Seconds waited., type: float, returned: when service is not agents}
 """
 
 import time
@@ -82,6 +85,7 @@ from ansible_collections.teeproof.kit.plugins.module_utils.keylime_status import
     AgentStatus,
     StatusError,
     parse,
+    parse_list,
 )
 
 
@@ -98,8 +102,8 @@ def _done(status: AgentStatus, service: str, wait_for: str) -> bool:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "service": {"type": "str", "choices": ["registrar", "verifier"], "required": True},
-            "uuid": {"type": "str", "required": True},
+            "service": {"type": "str", "choices": ["registrar", "verifier", "agents"], "required": True},
+            "uuid": {"type": "str"},
             "tenant": {"type": "path", "default": "/opt/keylime/venv/bin/keylime_tenant"},
             "wait_for": {"type": "str", "choices": ["none", "present", "verdict", "fail"], "default": "none"},
             "timeout": {"type": "int", "default": 120},
@@ -108,6 +112,14 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
+    if p["service"] == "agents":
+        rc, out, err = module.run_command([p["tenant"], "-c", "cvlist"])
+        try:
+            module.exit_json(changed=False, uuids=parse_list(out + "\n" + err))
+        except StatusError as exc:
+            module.fail_json(msg=f"keylime_tenant -c cvlist (rc {rc}): {exc}")
+    if not p["uuid"]:
+        module.fail_json(msg=f"service={p['service']} needs uuid")
     command = "regstatus" if p["service"] == "registrar" else "cvstatus"
     started = time.monotonic()
     while True:

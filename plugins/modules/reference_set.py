@@ -83,7 +83,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.teeproof.kit.plugins.module_utils import image_release as rel
 
 
@@ -149,6 +149,10 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         if not params["dest"]:
             raise rel.ReleaseError("policy needs dest")
         policies = []
+        if not rel.accepted(state):
+            raise rel.ReleaseError(
+                f"{path} accepts no image version: accept one first (playbooks/rollout.yml, or site.yml)"
+            )
         for version in rel.accepted(state):
             folder = _version_files(releases, version)
             policies.append(_signed_policy(folder, state["versions"][version]["bundle"], key))
@@ -182,6 +186,8 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    if not rel.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"))
     try:
         result = run(module.params, module.check_mode)
     except (rel.ReleaseError, OSError) as exc:

@@ -197,7 +197,7 @@ def test_rollout_then_retire_then_lookups(keypair: Keys) -> None:
     assert changed
     state, changed = rel.accept(state, v1, "t0")
     assert not changed
-    state, _ = rel.accept(state, v2, "t1")
+    state, _unused = rel.accept(state, v2, "t1")
     assert rel.accepted(state) == ["v1", "v2"]
     assert rel.lookup(state, "1" * 64)[0] == "v1" and rel.lookup(state, "2" * 64)[0] == "v2"
     state, changed = rel.retire(state, "v1", "t2")
@@ -218,17 +218,17 @@ def test_an_older_version_than_a_retired_one_is_a_rollback(keypair: Keys) -> Non
     priv, pub = keypair()
     state: dict[str, Any] = rel.empty_set()
     for version, image in (("v2", "2"), ("v3", "3")):
-        state, _ = rel.accept(
+        state, _unused = rel.accept(
             state, rel.read_bundle(signed_bundle(version, priv, record(image_id=image * 64)), pub), "t"
         )
-    state, _ = rel.retire(state, "v2", "t")
+    state, _unused = rel.retire(state, "v2", "t")
     with pytest.raises(rel.ReleaseError, match="older than the retired v2"):
         rel.accept(state, rel.read_bundle(signed_bundle("v1", priv), pub), "t")
 
 
 def test_a_second_bundle_under_a_held_version_name_is_refused(keypair: Keys) -> None:
     priv, pub = keypair()
-    state, _ = rel.accept(rel.empty_set(), rel.read_bundle(signed_bundle("v1", priv), pub), "t")
+    state, _unused = rel.accept(rel.empty_set(), rel.read_bundle(signed_bundle("v1", priv), pub), "t")
     other = rel.read_bundle(signed_bundle("v1", priv, record(probe="9")), pub)
     with pytest.raises(rel.ReleaseError, match="another v1"):
         rel.accept(state, other, "t")

@@ -44,7 +44,8 @@ def build(out: Path, probe: str, root_hash: str) -> None:
     out.mkdir(exist_ok=True)
     for name in FILES[:-1]:
         put(out / name, f"{name} {probe}")
-    (out / "manifest.json").write_text(
+    put(
+        out / "manifest.json",
         json.dumps(
             {
                 "packages": {"kit-probe": probe},
@@ -57,16 +58,21 @@ def build(out: Path, probe: str, root_hash: str) -> None:
                 "verity": {"root_hash": root_hash},
                 "image_id": {"sha256": root_hash[:1] * 64},
             }
-        )
+        ),
     )
-    (out / "runtime-policy.json").write_text(
+    put(
+        out / "rootfs.entries.json",
+        json.dumps({"/usr/bin/kit-probe": f"100000 755 0 0 {probe}", "/bin": "40000 755 0 0 "}),
+    )
+    put(
+        out / "runtime-policy.json",
         json.dumps(
             {
                 "meta": {"version": 1},
                 "digests": {"/usr/bin/kit-probe": [probe]},
                 "excludes": [],
             }
-        )
+        ),
     )
 
 
@@ -88,6 +94,7 @@ def lab(tmp_path: Path, keypair: Callable[[], tuple[bytes, bytes]]) -> dict[str,
             "circuits": {},
             "policy_excludes": ["^boot_aggregate$"],
             "files": FILES,
+            "entries": str(tmp_path / "image" / "rootfs.entries.json"),
         },
         "set": {
             "path": str(tmp_path / "client" / "reference-set.json"),
@@ -213,3 +220,20 @@ def test_release_refuses_a_missing_output(lab: dict[str, Any]) -> None:
     with pytest.raises(rel.ReleaseError, match="vmlinuz is missing"):
         guest_image_release.run(lab["params"], False)
     assert not (Path(lab["params"]["releases_dir"]) / "v1").exists()
+
+
+def test_policy_needs_an_accepted_version(lab: dict[str, Any]) -> None:
+    with pytest.raises(rel.ReleaseError, match="accepts no image version"):
+        reference_set.run(lab["set"] | {"action": "policy", "dest": str(lab["tmp"] / "p.json")}, False)
+
+
+def test_a_build_like_an_older_version_is_that_version_again(lab: dict[str, Any]) -> None:
+    build(lab["tmp"] / "image", "1.0", "a" * 64)
+    guest_image_release.run(lab["params"], False)
+    build(lab["tmp"] / "image", "1.1", "b" * 64)
+    guest_image_release.run(lab["params"], False)
+    build(lab["tmp"] / "image", "1.0", "a" * 64)
+    back = guest_image_release.run(lab["params"], False)
+    assert back["version"] == "v1" and back["changed"]
+    index = json.loads((Path(lab["params"]["releases_dir"]) / "index.json").read_text())
+    assert index["latest"] == "v1" and [v["version"] for v in index["versions"]] == ["v1", "v2"]

@@ -9,6 +9,7 @@ from ansible_collections.teeproof.kit.plugins.module_utils.keylime_status import
     AgentStatus,
     StatusError,
     parse,
+    parse_list,
 )
 
 UUID = "4baeed586ff8fbe5a808128ae76709bab8855730eb373e593d0260c53de4d391"
@@ -86,3 +87,32 @@ def test_absence(text: str) -> None:
 def test_anything_else_is_an_error(text: str, needle: str) -> None:
     with pytest.raises(StatusError, match=needle):
         parse(text, UUID)
+
+
+# keylime 7.14 tenant.py do_cvlist logs "Agent list from %s retrieved: \n%s" with json.dumps(results)
+CVLIST = (
+    "INFO - keylime.tenant - From verifier 127.0.0.1 port 8881 retrieved: \"{'code': 200}\"\n"
+    "INFO - keylime.tenant - Agent list from verifier 127.0.0.1:8881 retrieved: \n"
+    '{"uuids": [["d432fbb3-d2f1-4a97-9ef7-75bd81c00000", "a1b2"]]}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "uuids"),
+    [
+        (CVLIST, ["a1b2", "d432fbb3-d2f1-4a97-9ef7-75bd81c00000"]),
+        ("Agent list from v retrieved: \n" + '{"uuids": ["x", "x"]}', ["x"]),
+        ("INFO - verifier 127.0.0.1:8881 does not have any agents", []),
+    ],
+)
+def test_agent_list(text: str, uuids: list[str]) -> None:
+    assert parse_list(text) == uuids
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["connection refused", "Agent list from v retrieved: \nnot json", "Agent list from v retrieved: \n{}"],
+)
+def test_agent_list_errors(text: str) -> None:
+    with pytest.raises(StatusError):
+        parse_list(text)
