@@ -35,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "rebuild.json"
 PROBE = "kit-probe"
+PORT = 18931
 
 
 def say(msg: str) -> None:
@@ -93,7 +94,8 @@ def serve(repo: Path) -> Iterator[int]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(repo)))
+    # a fixed port: the source URI is written into the image, and the same inputs must give the same image
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), functools.partial(Quiet, directory=str(repo)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -82,6 +82,26 @@ def test_tenant_lists(host, command: str) -> None:
     assert '"uuids"' in res.stdout + res.stderr
 
 
+UNSIGNED_POLICY = (
+    '{"meta": {"version": 1, "generator": 0, "timestamp": ""}, "release": 0, "digests": {"/usr/bin/x": ["'
+    + "0" * 64
+    + '"]}, "excludes": [], "keyrings": {}, "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1",'
+    ' "dm_policy": null}, "ima-buf": {}, "verification-keys": ""}'
+)
+
+
+def test_verifier_refuses_an_unsigned_runtime_policy(host) -> None:
+    """The verifier requires signed runtime policies (keylime_server_require_policy_signatures): an operator,
+    or anyone holding a tenant certificate, cannot install one that the operator's key did not sign."""
+    host.check_output(f"printf '%s' '{UNSIGNED_POLICY}' > /tmp/unsigned-policy.json")
+    res = host.run(
+        "cd /tmp && keylime_tenant -c addruntimepolicy --runtime-policy-name kit-unsigned"
+        " --runtime-policy /tmp/unsigned-policy.json"
+    )
+    # keylime/ima/ima.py verify_runtime_policy: 401 before anything is stored
+    assert "signature verification required" in res.stdout + res.stderr, res.stdout + res.stderr
+
+
 def test_ca_password_is_not_on_disk(host) -> None:
     out = host.run(
         "grep -rl molecule-test-ca-password /etc /var/lib/keylime /opt/keylime /tmp /root 2>/dev/null"
