@@ -95,7 +95,8 @@ def serve(repo: Path) -> Iterator[int]:
             pass
 
     # a fixed port: the source URI is written into the image, and the same inputs must give the same image
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), functools.partial(Quiet, directory=str(repo)))
+    handler = functools.partial(Quiet, directory=str(repo))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
