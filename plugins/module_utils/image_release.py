@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 try:
@@ -53,6 +54,20 @@ def canonical(data: Any) -> bytes:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ReleaseError(f"cannot read {path}: {exc}") from exc
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a new file and rename it over ``path``: a reader or hard link never sees half a file."""
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def policy_content_sha256(policy: Mapping[str, Any]) -> str:

@@ -114,19 +114,6 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.teeproof.kit.plugins.module_utils import image_release as rel
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise rel.ReleaseError(f"cannot read {path}: {exc}") from exc
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _link(src: Path, dest: Path) -> None:
     try:
         os.link(src, dest)
@@ -147,8 +134,8 @@ def _sign_policy(cli: str, policy: Path, key: str, out: Path) -> None:
 def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     out = Path(params["output_dir"])
     releases = Path(params["releases_dir"])
-    manifest = _read_json(out / "manifest.json")
-    policy = _read_json(out / "runtime-policy.json")
+    manifest = rel.read_json(out / "manifest.json")
+    policy = rel.read_json(out / "runtime-policy.json")
     policy["excludes"] = list(policy.get("excludes") or []) + [
         e for e in params["policy_excludes"] if e not in (policy.get("excludes") or [])
     ]
@@ -162,18 +149,19 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         params.get("firmware_sha256") or "",
     )
     cid = rel.content_id(record)
-    index = _read_json(releases / "index.json") if (releases / "index.json").is_file() else {"versions": []}
+    index_file = releases / "index.json"
+    index = rel.read_json(index_file) if index_file.is_file() else {"versions": []}
     versions = index["versions"]
     last = versions[-1] if versions else None
     same = [v for v in versions if v["content_id"] == cid]
     if same:
         # The same content as a version already made (the newest or an older one): that version again.
         folder = releases / same[-1]["version"]
-        report = _read_json(folder / "changes.json")
+        report = rel.read_json(folder / "changes.json")
         moved = index.get("latest") != same[-1]["version"]
         if moved and not check_mode:
             index["latest"] = same[-1]["version"]
-            _write(releases / "index.json", json.dumps(index, indent=1) + "\n")
+            rel.write_atomic(index_file, json.dumps(index, indent=1) + "\n")
         return {
             "changed": moved,
             "version": same[-1]["version"],
@@ -187,14 +175,14 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     old_record: dict[str, Any] | None = None
     old_files: dict[str, Any] = {}
     entries = Path(params["entries"])
-    new_files: dict[str, Any] = _read_json(entries)
+    new_files: dict[str, Any] = rel.read_json(entries)
     if last:
         old_folder = releases / last["version"]
-        old_record = _read_json(old_folder / "release.json")["record"]
+        old_record = rel.read_json(old_folder / "release.json")["record"]
         if (old_folder / "entries.json").is_file():
-            old_files = _read_json(old_folder / "entries.json")
+            old_files = rel.read_json(old_folder / "entries.json")
         else:  # a version made before entries were kept: compare the runtime policies' file digests
-            old_files = _read_json(old_folder / "runtime-policy.json").get("digests", {})
+            old_files = rel.read_json(old_folder / "runtime-policy.json").get("digests", {})
             new_files = policy.get("digests", {})
     report = rel.change_report(
         last["version"] if last else None, old_record, version, record, old_files, new_files
@@ -222,7 +210,7 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         for name in params["files"]:
             _link(out / name, work / name)
         shutil.copy(entries, work / "entries.json")
-        _write(work / "runtime-policy.json", policy_text)
+        rel.write_atomic(work / "runtime-policy.json", policy_text)
         _sign_policy(
             params["keylime_policy"],
             work / "runtime-policy.json",
@@ -232,7 +220,7 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         policy_dsse = (work / "runtime-policy.dsse.json").read_bytes()
         bundle = rel.make_bundle(version, record, rel.sha256(policy_dsse))
         key_pem = Path(params["signing_key"]).read_bytes()
-        _write(
+        rel.write_atomic(
             work / "bundle.dsse.json",
             rel.sign_envelope(rel.BUNDLE_TYPE, rel.canonical(bundle), key_pem) + "\n",
         )
@@ -244,19 +232,19 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
             "built": built,
             "record": record,
         }
-        _write(work / "release.json", json.dumps(release, indent=1, sort_keys=True) + "\n")
-        _write(
+        rel.write_atomic(work / "release.json", json.dumps(release, indent=1, sort_keys=True) + "\n")
+        rel.write_atomic(
             work / "lock.json",
             json.dumps({"version": version, "packages": record["packages"]}, indent=1, sort_keys=True) + "\n",
         )
-        _write(work / "changes.json", json.dumps(report, indent=1, sort_keys=True) + "\n")
+        rel.write_atomic(work / "changes.json", json.dumps(report, indent=1, sort_keys=True) + "\n")
         work.chmod(0o755)
         work.rename(folder)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     versions.append({"version": version, "content_id": cid, "built": built})
-    _write(releases / "index.json", json.dumps({"versions": versions, "latest": version}, indent=1) + "\n")
+    rel.write_atomic(index_file, json.dumps({"versions": versions, "latest": version}, indent=1) + "\n")
     return result
 
 

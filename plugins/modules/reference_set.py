@@ -90,10 +90,7 @@ from ansible_collections.teeproof.kit.plugins.module_utils import image_release 
 def _load(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return rel.empty_set()
-    try:
-        state: dict[str, Any] = json.loads(path.read_text())
-    except ValueError as exc:
-        raise rel.ReleaseError(f"{path} is not JSON: {exc}") from exc
+    state: dict[str, Any] = rel.read_json(path)
     rel.check_set(state)
     return state
 
@@ -163,9 +160,7 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
             dest.write_text(text)
     if action in ("accept", "retire") and result["changed"] and not check_mode:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
-        tmp.replace(path)
+        rel.write_atomic(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
     result["accepted"] = rel.accepted(state)
     result["retired"] = sorted(
         (v for v, e in state["versions"].items() if e["state"] == "retired"), key=rel.version_number
