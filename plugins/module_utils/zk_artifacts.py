@@ -5,6 +5,8 @@ Everything expensive is cached by content under ``$KIT_CACHE_DIR/zk`` (default ~
   (main file + every file it includes, by content), the compiler version and the flags;
 - ptau/pot<power>_final.ptau   phase 1, prepared for phase 2 (shared by every circuit of that power);
 - ceremony/<key>-p<power>/   circuit_final.zkey and verification_key.json; key = compile key + power;
+- ceremony/<key>-groth16py/   circuit_final.g16pk (groth16py's own proving key) and verification_key.json,
+  from groth16py's arkworks setup: for circuits too large for snarkjs's powers of tau on this machine;
 - downloads/<sha256>   user artifacts fetched by URL.
 A rerun with unchanged inputs finds every step in the cache and changes nothing.
 
@@ -24,6 +26,7 @@ import secrets
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +36,7 @@ from typing import Any
 
 from ansible.module_utils.urls import open_url
 from ansible_collections.teeproof.kit.plugins.module_utils.zk_prove import (
+    G16PK,
     MANIFEST,
     VKEY,
     WASM,
@@ -52,6 +56,9 @@ _INCLUDE = re.compile(r'^\s*include\s+"([^"]+)"\s*;', re.MULTILINE)
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 Progress = Callable[[str], None]
+SETUP_TOOLS = ("snarkjs", "groth16py")
+# 2: input schemas read from the .sym file by label, not by wire (zk_prove.schema_from_sym).
+SCHEMA_FORMAT = 2
 
 
 class ArtifactsError(Exception):
@@ -259,6 +266,17 @@ def compile_circuit(
     info_file = target / "info.json"
     if info_file.is_file():
         meta = json.loads(info_file.read_text())
+        if meta.get("schema_format") != SCHEMA_FORMAT and not check_only:
+            # An entry from before schemas were read by label (zk_prove.schema_from_sym): redo the schema.
+            info = meta["r1cs"]
+            meta["inputs"] = schema_from_sym(
+                (target / "circuit.sym").read_text(),
+                info["outputs"],
+                info["public_inputs"],
+                info["private_inputs"],
+            )
+            meta["schema_format"] = SCHEMA_FORMAT
+            info_file.write_text(json.dumps(meta, indent=1) + "\n")
         return Compiled(key, target, meta["r1cs"], meta["inputs"], compiler, cpp, changed=False)
     if check_only:
         return Compiled(key, target, {}, {}, compiler, cpp, changed=True)
@@ -272,7 +290,17 @@ def compile_circuit(
         if cpp:
             argv.append("--c")
         cwd = circom_workdir([main, *includes, work])
-        watch.run(f"compile {main.name} ({compiler} {optimize})", lambda: _run(argv, "circom2", cwd))
+        try:
+            watch.run(f"compile {main.name} ({compiler} {optimize})", lambda: _run(argv, "circom2", cwd))
+        except ArtifactsError as exc:
+            if "memory allocation of" in str(exc):
+                raise ArtifactsError(
+                    f"circom2 ran out of memory compiling {main.name}: as WebAssembly (wasm32) it can use at "
+                    "most 4 GiB, and this circuit needs more (measured: the full-size zkEmail circuit, 3.1 M "
+                    "constraints, fails after about 7 minutes). Compile it natively instead: bin/kit bench "
+                    "zkemail uses the circom compiler inside groth16py (setup_circom)."
+                ) from None
+            raise
         stem = main.stem
         out = work / "out"
         out.mkdir()
@@ -297,6 +325,7 @@ def compile_circuit(
             "flags": flags,
             "r1cs": info,
             "inputs": inputs,
+            "schema_format": SCHEMA_FORMAT,
             "main": main.name,
         }
         (out / "info.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -426,6 +455,163 @@ def _make_zkey(
 
 
 # ----------------------------------------------------------------------------------------------------
+# groth16py's setup (arkworks), for large circuits
+#
+# Measured on this kit's 2-core build host (docs/zk.md): a 1.12 M-constraint circuit peaked at 2.93 GB
+# resident and a 0.86 M one at 1.9 GB; the saved key is about 0.4 kB per constraint. The estimate below is
+# deliberately above those points, so that a machine that passes the check does not run out halfway.
+SETUP_MEM_BYTES_PER_CONSTRAINT = 3000
+SETUP_MEM_BASE_BYTES = 512 * 1024 * 1024
+SETUP_DISK_BYTES_PER_CONSTRAINT = 1200
+_SETUP_CHILD = (
+    "import sys, groth16py\n"
+    "pk, vk = groth16py.setup(sys.argv[1])\n"
+    "pk.save(sys.argv[2])\n"
+    "open(sys.argv[3], 'w').write(vk.to_json())\n"
+)
+
+
+def setup_needs(constraints: int) -> tuple[int, int]:
+    """(memory, disk) in bytes that groth16py's setup is expected to need for ``constraints``."""
+    return (
+        SETUP_MEM_BASE_BYTES + constraints * SETUP_MEM_BYTES_PER_CONSTRAINT,
+        constraints * SETUP_DISK_BYTES_PER_CONSTRAINT,
+    )
+
+
+def available_memory() -> int:
+    """MemAvailable from /proc/meminfo, in bytes (0 when unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def check_resources(what: str, memory: int, disk: int, where: Path, mem_free: int | None = None) -> None:
+    """Refuse, before any work, when ``where``'s file system or this machine's memory will not suffice."""
+    gib = 1024**3
+    free_mem = available_memory() if mem_free is None else mem_free
+    if free_mem and memory > free_mem:
+        raise ArtifactsError(
+            f"{what} needs about {memory / gib:.1f} GiB of memory and {free_mem / gib:.1f} GiB is available: "
+            "nothing was run. Free memory, or run it on a larger machine."
+        )
+    probe = where
+    while not probe.exists():
+        probe = probe.parent
+    free_disk = shutil.disk_usage(probe).free
+    if disk > free_disk:
+        raise ArtifactsError(
+            f"{what} needs about {disk / gib:.1f} GiB of disk in {where} and {free_disk / gib:.1f} GiB is "
+            "free: nothing was run. Free space there, or point KIT_CACHE_DIR elsewhere."
+        )
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def run_watched(
+    argv: Sequence[str], what: str, progress: Progress, every: float = 30, timeout: float = 6 * 3600
+) -> dict[str, Any]:
+    """Run a long child, printing its elapsed time and resident size every ``every`` s; its figures."""
+    start = time.monotonic()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT)
+        next_report = start + every
+        while True:
+            waited, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if waited:
+                break
+            now = time.monotonic()
+            if now - start > timeout:
+                proc.kill()
+                proc.wait()
+                raise ArtifactsError(f"{what} did not finish in {timeout:.0f} s and was stopped")
+            if now >= next_report:
+                progress(f"{what}: {now - start:.0f} s, {_rss_bytes(proc.pid) / 1024**3:.2f} GiB resident")
+                next_report = now + every
+            time.sleep(min(1.0, every))
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            log.seek(0)
+            tail = "\n".join(log.read().decode(errors="replace").strip().splitlines()[-15:])
+            if proc.returncode == -9:
+                tail += "\n(killed: out of memory?)"
+            raise ArtifactsError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    return {"elapsed_s": round(time.monotonic() - start, 2), "peak_rss_mb": usage.ru_maxrss // 1024}
+
+
+def groth16py_dir(compiled: Compiled, cache_dir: Path | None = None) -> Path:
+    return cache_root(cache_dir) / "zk" / "ceremony" / f"{compiled.key}-groth16py"
+
+
+def ensure_groth16py_key(
+    compiled: Compiled,
+    cache_dir: Path | None = None,
+    progress: Progress = _quiet,
+    check_only: bool = False,
+    python: str = sys.executable,
+    mem_free: int | None = None,
+) -> tuple[Path, bool, list[dict[str, Any]]]:
+    """A development proving key from groth16py's single-party setup; cached by compile key.
+
+    Checks memory and disk first. The stage record carries the elapsed time, the peak resident size and the
+    key's size on disk.
+    """
+    target = groth16py_dir(compiled, cache_dir)
+    if (target / G16PK).is_file() and (target / VKEY).is_file():
+        return target, False, []
+    if check_only:
+        return target, True, []
+    constraints = int(compiled.info.get("constraints", 0))
+    memory, disk = setup_needs(constraints)
+    check_resources(f"groth16py setup of {constraints} constraints", memory, disk, target.parent, mem_free)
+    with _cache_lock(target.parent, target.name):
+        if (target / G16PK).is_file() and (target / VKEY).is_file():
+            return target, False, []
+        progress(DEV_ONLY_WARNING)
+        stage = f"setup: groth16py (arkworks), {constraints} constraints"
+        progress(f"{stage} ...")
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".g16-") as tmp:
+            out = Path(tmp) / "out"
+            out.mkdir()
+            argv = [
+                python,
+                "-c",
+                _SETUP_CHILD,
+                str(compiled.dir / "circuit.r1cs"),
+                str(out / G16PK),
+                str(out / VKEY),
+            ]
+            figures = run_watched(argv, "groth16py setup", progress)
+            size = (out / G16PK).stat().st_size
+            meta = {
+                "kind": "development",
+                "contributors": 1,
+                "tool": "groth16py",
+                "compile_key": compiled.key,
+            }
+            (out / "ceremony.json").write_text(json.dumps(meta, indent=1) + "\n")
+            os.replace(out, target)
+        record = {"stage": stage, **figures, "key_mb": round(size / 1024**2, 1)}
+        progress(
+            f"{stage} done in {figures['elapsed_s']:.1f} s, peak {figures['peak_rss_mb']} MB, "
+            f"key {record['key_mb']} MB"
+        )
+    return target, True, [record]
+
+
+# ----------------------------------------------------------------------------------------------------
 # User artifacts
 # ----------------------------------------------------------------------------------------------------
 
@@ -533,13 +719,24 @@ def build_dev_artifacts(
     cpp: bool = True,
     progress: Progress = _quiet,
     tools: Tools | None = None,
+    setup: str = "snarkjs",
 ) -> dict[str, Any]:
-    """The whole development pipeline (what the role's tasks do one by one)."""
+    """The whole development pipeline (what the role's tasks do one by one).
+
+    ``setup`` is snarkjs (powers of tau and phase 2: a zkey every backend reads) or groth16py (its arkworks
+    setup: minutes where snarkjs takes hours at 2^22, but a key only the groth16py backend reads).
+    """
+    if setup not in SETUP_TOOLS:
+        raise ArtifactsError(f"unknown setup tool '{setup}' (choose one of: {', '.join(SETUP_TOOLS)})")
     tools = tools or Tools.from_kit()
     compiled = compile_circuit(main, include_paths, cache_dir, tools, cpp=cpp, progress=progress)
     power = power or compiled.power
-    zdir, zchanged, stages = ensure_zkey(compiled, power, cache_dir, tools, progress)
-    files = {WASM: compiled.dir / WASM, ZKEY: zdir / ZKEY, VKEY: zdir / VKEY}
+    if setup == "groth16py":
+        zdir, zchanged, stages = ensure_groth16py_key(compiled, cache_dir, progress)
+        files = {WASM: compiled.dir / WASM, G16PK: zdir / G16PK, VKEY: zdir / VKEY}
+    else:
+        zdir, zchanged, stages = ensure_zkey(compiled, power, cache_dir, tools, progress)
+        files = {WASM: compiled.dir / WASM, ZKEY: zdir / ZKEY, VKEY: zdir / VKEY}
     if cpp:
         files[WITNESS_CPP] = compiled.dir / WITNESS_CPP
         files[f"{WITNESS_CPP}.dat"] = compiled.dir / f"{WITNESS_CPP}.dat"

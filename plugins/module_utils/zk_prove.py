@@ -44,6 +44,10 @@ MANIFEST = "manifest.json"
 WASM = "circuit.wasm"
 WITNESS_CPP = "circuit-witness"  # needs WITNESS_CPP + ".dat" beside it
 ZKEY = "circuit_final.zkey"
+# A proving key from groth16py's own (arkworks) setup, in its serialization: only the groth16py backend
+# reads it. Large circuits use it, where snarkjs's powers of tau would take hours
+# (zk_artifacts.ensure_groth16py_key).
+G16PK = "circuit_final.g16pk"
 VKEY = "verification_key.json"
 OUTPUT_FILES = ("proof.json", "public.json", "result.json")
 BACKENDS = ("groth16py", "snarkjs", "rapidsnark")
@@ -241,7 +245,10 @@ def schema_from_sym(
 ) -> dict[str, list[int]]:
     """Derive the main component's input signals (and dimensions) from a circom .sym file.
 
-    Wire 0 is the constant 1, wires 1..nOut the outputs, then public inputs, then private inputs.
+    Each line is ``label,wire,component,name``. Label 0 is the constant 1, labels 1..nOut the main
+    component's outputs, then its inputs in declaration order. The label, not the wire, is used: with
+    --O2 circom may substitute an input away (wire -1), and then the wire numbers of the inputs after it
+    no longer line up with their declaration (seen in the zkEmail circuit: emailHeaderLength).
     """
     first, last = n_outputs + 1, n_outputs + n_pub_inputs + n_prv_inputs
     dims: dict[str, list[int]] = {}
@@ -249,8 +256,8 @@ def schema_from_sym(
         parts = line.split(",", 3)
         if len(parts) != 4:
             continue
-        wire, name = int(parts[1]), parts[3]
-        if not (first <= wire <= last) or not name.startswith("main."):
+        label, name = int(parts[0]), parts[3]
+        if not (first <= label <= last) or not name.startswith("main."):
             continue
         local = name[len("main.") :]
         if "." in local.split("[", 1)[0]:
@@ -423,10 +430,19 @@ def backend_prove(
     name: str, zkey: Path, wtns: Path, proof_json: Path, public_json: Path, n_public: int, tools: Toolchain
 ) -> None:
     """The one backend contract: ``prove ZKEY WTNS PROOF_JSON PUBLIC_JSON``."""
+    if zkey.suffix == Path(G16PK).suffix and name != "groth16py":
+        raise BackendUnavailable(
+            f"backend '{name}' was requested, but this circuit's proving key is groth16py's own "
+            f"({zkey.name}, from an arkworks setup), which only the groth16py backend reads. "
+            "Nothing was proved."
+        )
     if name == "groth16py":
         g16 = _groth16py()
         try:
-            pk, _vk = g16.import_zkey(str(zkey))
+            if zkey.suffix == Path(G16PK).suffix:
+                pk = g16.ProvingKey.load(str(zkey))
+            else:
+                pk, _vk = g16.import_zkey(str(zkey))
             blob = g16.prove_wtns(pk, str(wtns))
         except Exception as exc:  # the extension raises its own exception types
             raise BackendError(f"groth16py failed to prove ({type(exc).__name__})") from None
@@ -492,9 +508,10 @@ class Circuit:
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{manifest_path} is not readable JSON ({type(exc).__name__})") from None
         circuit = cls(root, manifest)
-        for name in (ZKEY, VKEY):
-            if not (root / name).is_file():
-                raise ArtifactError(f"the circuit folder {root} has no {name}")
+        if not (root / VKEY).is_file():
+            raise ArtifactError(f"the circuit folder {root} has no {VKEY}")
+        if not (root / ZKEY).is_file() and not (root / G16PK).is_file():
+            raise ArtifactError(f"the circuit folder {root} has no proving key ({ZKEY} or {G16PK})")
         if check_hashes:
             for name, meta in manifest.get("files", {}).items():
                 path = root / name
@@ -505,6 +522,12 @@ class Circuit:
     @property
     def name(self) -> str:
         return str(self.manifest.get("circuit", self.root.name))
+
+    @property
+    def proving_key(self) -> Path:
+        """The snarkjs zkey when there is one, else groth16py's own proving key."""
+        zkey = self.root / ZKEY
+        return zkey if zkey.is_file() else self.root / G16PK
 
     @property
     def n_public(self) -> int:
@@ -614,6 +637,12 @@ def prove_job(
     if not ok:
         raise BackendUnavailable(why)
     circuit = Circuit.load(circuit_dir, check_hashes=check_hashes)
+    if circuit.proving_key.name == G16PK and backend != "groth16py":
+        # Refused before the input is even read: no witness is computed for a proof that cannot be made.
+        raise BackendUnavailable(
+            f"backend '{backend}' was requested, but this circuit's proving key is groth16py's own "
+            f"({G16PK}, from an arkworks setup), which only the groth16py backend reads. Nothing was proved."
+        )
     t = lap("load", start)
     data = validate_input(parse_input(input_text), circuit.schema)
     t = lap("validate", t)
@@ -628,12 +657,13 @@ def prove_job(
         input_json.unlink()
         t = lap("witness", t)
         proof, public = work / "proof.json", work / "public.json"
-        backend_prove(backend, circuit.root / ZKEY, wtns, proof, public, circuit.n_public, tools)
+        backend_prove(backend, circuit.proving_key, wtns, proof, public, circuit.n_public, tools)
         wtns.unlink()
         t = lap("prove", t)
         used_verifier = verify_proof(circuit.root / VKEY, proof, public, verifier, tools)
         t = lap("verify", t)
         timings["total"] = round(t - start, 4)
+        files = circuit.manifest.get("files", {})
         result = ProveResult(backend, used_witness, used_verifier, timings, out_dir)
         _write_json(
             work / "result.json",
@@ -644,7 +674,7 @@ def prove_job(
                 "witness": used_witness,
                 "verifier": used_verifier,
                 "timings_s": timings,
-                "zkey_sha256": circuit.manifest.get("files", {}).get(ZKEY, {}).get("sha256"),
+                "zkey_sha256": files.get(circuit.proving_key.name, {}).get("sha256"),
                 "vkey_sha256": sha256_file(circuit.root / VKEY),
                 "proof_sha256": sha256_file(proof),
                 "public_sha256": sha256_file(public),

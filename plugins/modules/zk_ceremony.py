@@ -12,9 +12,13 @@ description:
   - I(stage=ptau) makes phase 1 at I(power), prepared for phase 2, cached per power in C(zk/ptau).
   - I(stage=zkey) makes the circuit's zkey (one contribution) and verification key, cached by the circuit's
     compile key and the power in C(zk/ceremony). Runs phase 1 first if it is not cached.
+  - I(stage=groth16py) makes a proving key with groth16py's single-party arkworks setup instead, cached by
+    the compile key in C(zk/ceremony); only the groth16py backend reads that key. For large circuits, where
+    snarkjs's powers of tau would take hours (the zkEmail circuit needs 2^22). It checks memory and disk
+    first and fails before any work when they will not suffice.
   - The proving key of a one-contributor ceremony can be forged by whoever ran it; the module always warns.
 options:
-  stage: {description: Which part., type: str, choices: [ptau, zkey], default: zkey}
+  stage: {description: Which part., type: str, choices: [ptau, zkey, groth16py], default: zkey}
   compiled_dir: {description: Folder returned by zk_circuit_compile (needed for stage=zkey)., type: path}
   power: {description: Powers-of-tau power; 0 means the circuit's own need., type: int, default: 0}
   node_modules: {description: tools/zk/node_modules with snarkjs., type: path, required: true}
@@ -39,7 +43,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-dir: {description: Folder with the zkey and vkey (stage=zkey)., type: str, returned: success}
+dir:
+  description: Folder with the zkey (stage=zkey) or the groth16py key (stage=groth16py), and the vkey.
+  type: str
+  returned: success
 ptau: {description: The prepared phase-1 file (stage=ptau)., type: str, returned: success}
 stages:
   description: "Stages run, with seconds (none on a cache hit)."
@@ -57,6 +64,7 @@ from ansible_collections.teeproof.kit.plugins.module_utils.zk_artifacts import (
     ArtifactsError,
     Compiled,
     Tools,
+    ensure_groth16py_key,
     ensure_ptau,
     ensure_zkey,
 )
@@ -65,13 +73,13 @@ from ansible_collections.teeproof.kit.plugins.module_utils.zk_artifacts import (
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "stage": {"type": "str", "choices": ["ptau", "zkey"], "default": "zkey"},
+            "stage": {"type": "str", "choices": ["ptau", "zkey", "groth16py"], "default": "zkey"},
             "compiled_dir": {"type": "path"},
             "power": {"type": "int", "default": 0},
             "node_modules": {"type": "path", "required": True},
             "cache_dir": {"type": "path", "required": True},
         },
-        required_if=[("stage", "zkey", ["compiled_dir"])],
+        required_if=[("stage", "zkey", ["compiled_dir"]), ("stage", "groth16py", ["compiled_dir"])],
         supports_check_mode=True,
     )
     p = module.params
@@ -88,7 +96,7 @@ def main() -> None:
                 meta["key"], info_file.parent, meta["r1cs"], meta["inputs"], meta["compiler"], True, False
             )
             power = power or compiled.power
-        elif not module.check_mode and p["stage"] == "zkey":
+        elif not module.check_mode and p["stage"] in ("zkey", "groth16py"):
             module.fail_json(msg=f"{info_file} not found: run zk_circuit_compile first")
         if p["stage"] == "ptau":
             if not power:
@@ -100,6 +108,9 @@ def main() -> None:
         if compiled is None:  # check mode before the first compile
             module.exit_json(changed=True, stages=[])
             return
+        if p["stage"] == "groth16py":
+            zdir, changed, stages = ensure_groth16py_key(compiled, cache, check_only=module.check_mode)
+            module.exit_json(changed=changed, dir=str(zdir), power=None, stages=stages)
         zdir, changed, stages = ensure_zkey(compiled, power, cache, tools, check_only=module.check_mode)
     except (ArtifactsError, OSError, ValueError) as exc:
         module.fail_json(msg=str(exc))
