@@ -155,7 +155,7 @@ def make_input(size: str, work: Path) -> tuple[Path, list[str], bytes]:
         # A realistic email for the full size: three signed headers and a body with text before the handle.
         email = zkemail.make_email(key, filler_lines=20, signed_headers=("from", "to", "subject"))
     else:
-        email = zkemail.make_email(key, preamble="")
+        email = zkemail.make_email(key, **zkemail.SMALL_EMAIL)
     node = shutil.which("node") or "node"
     data = zkemail.circuit_input(email, key.txt, SIZES[size], ADDRESS, node, SCRIPT)
     expected = zkemail.expected_public(email, key.txt, SIZES[size], ADDRESS, node, SCRIPT)
