@@ -137,3 +137,25 @@ def test_a_circuit_folder_needs_a_proving_key(tmp_path: Path) -> None:
         zk_prove.Circuit.load(tmp_path)
     (tmp_path / zk_prove.G16PK).write_bytes(b"k")
     assert zk_prove.Circuit.load(tmp_path).proving_key.name == zk_prove.G16PK
+
+
+def _wasm_module() -> bytes:
+    # magic, version, then one custom section (id 0) of 3 bytes: name length 2, "kt"
+    return b"\x00asm\x01\x00\x00\x00" + b"\x00\x03\x02kt"
+
+
+def test_the_bench_takes_the_wasm_out_of_a_saved_key_by_its_length(tmp_path: Path) -> None:
+    import struct
+
+    import zkemail_bench
+
+    module = _wasm_module()
+    key = tmp_path / "k.g16pk"
+    key.write_bytes(b"\x11" * 40 + struct.pack("<Q", len(module)) + module + b"\x22" * 40)
+    assert zkemail_bench.wasm_from_g16pk(key) == module
+    key.write_bytes(b"\x11" * 40 + struct.pack("<Q", len(module) + 1) + module + b"\x22" * 40)
+    with pytest.raises(SystemExit, match="does not end at its stored length"):
+        zkemail_bench.wasm_from_g16pk(key)
+    key.write_bytes(b"\x11" * 80)
+    with pytest.raises(SystemExit, match="no WASM module"):
+        zkemail_bench.wasm_from_g16pk(key)
