@@ -426,16 +426,21 @@ def _rapidsnark_path(tools: Toolchain) -> str:
     )
 
 
+def _check_key_reader(backend: str, key: Path) -> None:
+    """Refuse a backend that cannot read ``key``: a groth16py key is read by the groth16py backend only."""
+    if key.suffix == Path(G16PK).suffix and backend != "groth16py":
+        raise BackendUnavailable(
+            f"backend '{backend}' was requested, but this circuit's proving key is groth16py's own "
+            f"({key.name}, from an arkworks setup), which only the groth16py backend reads. "
+            "Nothing was proved."
+        )
+
+
 def backend_prove(
     name: str, zkey: Path, wtns: Path, proof_json: Path, public_json: Path, n_public: int, tools: Toolchain
 ) -> None:
     """The one backend contract: ``prove ZKEY WTNS PROOF_JSON PUBLIC_JSON``."""
-    if zkey.suffix == Path(G16PK).suffix and name != "groth16py":
-        raise BackendUnavailable(
-            f"backend '{name}' was requested, but this circuit's proving key is groth16py's own "
-            f"({zkey.name}, from an arkworks setup), which only the groth16py backend reads. "
-            "Nothing was proved."
-        )
+    _check_key_reader(name, zkey)
     if name == "groth16py":
         g16 = _groth16py()
         try:
@@ -637,12 +642,8 @@ def prove_job(
     if not ok:
         raise BackendUnavailable(why)
     circuit = Circuit.load(circuit_dir, check_hashes=check_hashes)
-    if circuit.proving_key.name == G16PK and backend != "groth16py":
-        # Refused before the input is even read: no witness is computed for a proof that cannot be made.
-        raise BackendUnavailable(
-            f"backend '{backend}' was requested, but this circuit's proving key is groth16py's own "
-            f"({G16PK}, from an arkworks setup), which only the groth16py backend reads. Nothing was proved."
-        )
+    # Refused before the input is even read: no witness is computed for a proof that cannot be made.
+    _check_key_reader(backend, circuit.proving_key)
     t = lap("load", start)
     data = validate_input(parse_input(input_text), circuit.schema)
     t = lap("validate", t)
