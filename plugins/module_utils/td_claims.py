@@ -42,6 +42,8 @@ CLAIMS_VERSION = 1
 RECEIPT_VERSION = 1
 AGENT_FIELDS = ("uuid", "ek_tpm", "aik_tpm", "mtls_cert")
 CLAIM_FIELDS = ("kit_claims", "agent", "ssh_host_key", "receipt_key", "image_id_sha256")
+# Present only while the TD's session service runs (session mode, prover_session.py): its X25519 public key.
+OPTIONAL_CLAIM_FIELDS = ("session_key",)
 RECEIPT_FIELDS = (
     "kit_receipt",
     "proof_sha256",
@@ -60,6 +62,7 @@ _UUID = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _ED25519 = re.compile(r"ssh-ed25519 [A-Za-z0-9+/]{68}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
+_X25519 = re.compile(r"[A-Za-z0-9+/]{43}=")
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?")
 
 
@@ -146,9 +149,10 @@ class Claims:
     ssh_host_key: str
     receipt_key: str
     image_id_sha256: str
+    session_key: str | None = None
 
     def document(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "kit_claims": CLAIMS_VERSION,
             "agent": {
                 "uuid": self.uuid,
@@ -160,6 +164,9 @@ class Claims:
             "receipt_key": self.receipt_key,
             "image_id_sha256": self.image_id_sha256,
         }
+        if self.session_key is not None:
+            doc["session_key"] = self.session_key
+        return doc
 
 
 def parse_claims(doc: Any) -> Claims:
@@ -173,9 +180,12 @@ def parse_claims(doc: Any) -> Claims:
             raise ClaimsError("claims", f"not JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise ClaimsError("claims", "not a JSON object")
-    unknown = sorted(set(doc) - set(CLAIM_FIELDS))
+    unknown = sorted(set(doc) - set(CLAIM_FIELDS) - set(OPTIONAL_CLAIM_FIELDS))
     if unknown:
         raise ClaimsError("claims", f"unknown claim(s) {', '.join(unknown)}")
+    session_key = doc.get("session_key")
+    if "session_key" in doc and not (isinstance(session_key, str) and _X25519.fullmatch(session_key)):
+        raise ClaimsError("session_key", "not a base64 X25519 public key (32 bytes)")
     if doc.get("kit_claims") != CLAIMS_VERSION:
         raise ClaimsError("kit_claims", f"version must be {CLAIMS_VERSION}, not {doc.get('kit_claims')!r}")
     agent = doc.get("agent")
@@ -198,6 +208,7 @@ def parse_claims(doc: Any) -> Claims:
         ssh_host_key=_text("ssh_host_key", doc.get("ssh_host_key"), _ED25519, "an ssh-ed25519 public key"),
         receipt_key=_text("receipt_key", doc.get("receipt_key"), _ED25519, "an ssh-ed25519 public key"),
         image_id_sha256=_text("image_id_sha256", doc.get("image_id_sha256"), _HEX64, "64 hex digits"),
+        session_key=session_key,
     )
 
 

@@ -64,6 +64,9 @@ class LaunchSpec:
     ssh_port: int = 2222
     agent_port: int = 9002
     agent_guest_port: int = 9002
+    # The guest's session service (session mode: roles/zk_prover kit-session), forwarded like the agent.
+    session_port: int = 9010
+    session_guest_port: int = 9010
     # The guest reaches its own SIMULATED provider at provider_guest_ip:provider_guest_port (baked into the
     # image); this launch forwards that address to its provider's unix socket in run_dir, and the provider
     # answers only connections that this launch's QEMU opens.
@@ -88,6 +91,8 @@ class LaunchSpec:
             "ssh_port",
             "agent_port",
             "agent_guest_port",
+            "session_port",
+            "session_guest_port",
             "provider_guest_port",
             "registrar_port",
             "registrar_guest_port",
@@ -96,8 +101,8 @@ class LaunchSpec:
             port = getattr(self, name)
             if not 1 <= port <= 65535:
                 raise TdHostError(f"{name} must be a TCP port (1-65535), not {port}")
-        if len({self.ssh_port, self.agent_port, self.registrar_port}) != 3:
-            raise TdHostError("ssh_port, agent_port and registrar_port must differ")
+        if len({self.ssh_port, self.agent_port, self.session_port, self.registrar_port}) != 4:
+            raise TdHostError("ssh_port, agent_port, session_port and registrar_port must differ")
         check_guest_forward_ip(self.registrar_guest_ip, "registrar_guest_ip")
         check_guest_forward_ip(self.provider_guest_ip, "provider_guest_ip")
         if self.provider_guest_ip == self.registrar_guest_ip:
@@ -157,12 +162,13 @@ def hostfwd(spec: LaunchSpec) -> str:
     """User-mode networking forwards: host->guest bound to the host's loopback only, guest->registrar."""
     ssh = f"hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
     agent = f"hostfwd=tcp:127.0.0.1:{spec.agent_port}-:{spec.agent_guest_port}"
+    session = f"hostfwd=tcp:127.0.0.1:{spec.session_port}-:{spec.session_guest_port}"
     # One netcat per connection the guest opens (slirp runs the command with the connection on stdin/stdout).
     registrar = (
         f"guestfwd=tcp:{spec.registrar_guest_ip}:{spec.registrar_guest_port}"
         f"-cmd:nc -N {spec.registrar_host} {spec.registrar_port}"
     )
-    forwards = f"{ssh},{agent},{registrar}"
+    forwards = f"{ssh},{agent},{session},{registrar}"
     if spec.mode == "lab":
         # The guest's own provider: a unix socket in this launch's run folder (no TCP port anyone can reach).
         # The launch's token goes first on every connection (tdx_sim.check_token); slirp parses the command
@@ -436,6 +442,7 @@ def status(spec: LaunchSpec) -> dict[str, Any]:
         "launched_cmdline": launch.get("cmdline", ""),
         "ssh_port": spec.ssh_port,
         "agent_port": spec.agent_port,
+        "session_port": spec.session_port,
         "serial_log": str(run / "serial.log"),
         "simulated": spec.mode == "lab",
         "notice": SIMULATED_NOTICE if spec.mode == "lab" else "TDX trust domain",
@@ -493,7 +500,7 @@ def stop(spec: LaunchSpec) -> bool:
 
 
 def _check_ports_free(spec: LaunchSpec) -> None:
-    ports = [spec.ssh_port, spec.agent_port]
+    ports = [spec.ssh_port, spec.agent_port, spec.session_port]
     busy = [p for p in ports if port_open(p)]
     if busy:
         raise TdHostError(f"127.0.0.1 port(s) {busy} already in use: another guest or service is running")

@@ -436,18 +436,31 @@ def _check_key_reader(backend: str, key: Path) -> None:
         )
 
 
+def load_groth16py_key(zkey: Path) -> Any:
+    """groth16py's proving key from a snarkjs zkey or its own saved key (what a resident prover keeps)."""
+    _check_key_reader("groth16py", zkey)
+    g16 = _groth16py()
+    try:
+        if zkey.suffix == Path(G16PK).suffix:
+            return g16.ProvingKey.load(str(zkey))
+        return g16.import_zkey(str(zkey))[0]
+    except Exception as exc:  # the extension raises its own exception types
+        raise ArtifactError(f"groth16py cannot read the proving key {zkey} ({type(exc).__name__})") from None
+
+
 def backend_prove(
-    name: str, zkey: Path, wtns: Path, proof_json: Path, public_json: Path, n_public: int, tools: Toolchain
+    name: str, zkey: Path, wtns: Path, proof_json: Path, public_json: Path, n_public: int, tools: Toolchain,
+    loaded_key: Any = None,
 ) -> None:
-    """The one backend contract: ``prove ZKEY WTNS PROOF_JSON PUBLIC_JSON``."""
+    """The one backend contract: ``prove ZKEY WTNS PROOF_JSON PUBLIC_JSON``.
+
+    ``loaded_key`` (groth16py only): the key already in memory (``load_groth16py_key``), not read again.
+    """
     _check_key_reader(name, zkey)
     if name == "groth16py":
         g16 = _groth16py()
+        pk = loaded_key if loaded_key is not None else load_groth16py_key(zkey)
         try:
-            if zkey.suffix == Path(G16PK).suffix:
-                pk = g16.ProvingKey.load(str(zkey))
-            else:
-                pk, _vk = g16.import_zkey(str(zkey))
             blob = g16.prove_wtns(pk, str(wtns))
         except Exception as exc:  # the extension raises its own exception types
             raise BackendError(f"groth16py failed to prove ({type(exc).__name__})") from None
@@ -621,8 +634,13 @@ def prove_job(
     tools: Toolchain | None = None,
     progress: Callable[[str], None] | None = None,
     check_hashes: bool = True,
+    circuit: Circuit | None = None,
+    loaded_key: Any = None,
 ) -> ProveResult:
-    """Validate, witness, prove, verify; publish proof.json/public.json/result.json only when verified."""
+    """Validate, witness, prove, verify; publish proof.json/public.json/result.json only when verified.
+
+    A resident prover passes the ``circuit`` it loaded once and its groth16py ``loaded_key``.
+    """
     tools = tools or Toolchain.discover()
     say = progress or (lambda _msg: None)
     if backend not in BACKENDS:
@@ -641,7 +659,9 @@ def prove_job(
     ok, why = backend_available(backend, tools)
     if not ok:
         raise BackendUnavailable(why)
-    circuit = Circuit.load(circuit_dir, check_hashes=check_hashes)
+    if loaded_key is not None and backend != "groth16py":
+        raise ZkProveError("a loaded proving key is groth16py's; ask for the groth16py backend")
+    circuit = circuit or Circuit.load(circuit_dir, check_hashes=check_hashes)
     # Refused before the input is even read: no witness is computed for a proof that cannot be made.
     _check_key_reader(backend, circuit.proving_key)
     t = lap("load", start)
@@ -658,7 +678,7 @@ def prove_job(
         input_json.unlink()
         t = lap("witness", t)
         proof, public = work / "proof.json", work / "public.json"
-        backend_prove(backend, circuit.proving_key, wtns, proof, public, circuit.n_public, tools)
+        backend_prove(backend, circuit.proving_key, wtns, proof, public, circuit.n_public, tools, loaded_key)
         wtns.unlink()
         t = lap("prove", t)
         used_verifier = verify_proof(circuit.root / VKEY, proof, public, verifier, tools)

@@ -56,6 +56,14 @@ options:
     description: The port the agent listens on inside the guest (the image's C(keylime_agent_port)).
     type: int
     default: 9002
+  session_port:
+    description: Loopback port forwarded to the guest's session service (session mode).
+    type: int
+    default: 9010
+  session_guest_port:
+    description: The port the session service listens on inside the guest (the image's C(zk_prover_session_port)).
+    type: int
+    default: 9010
   provider_guest_ip:
     description: >-
       Address of QEMU's user network at which the guest finds its own SIMULATED provider (lab); forwarded
@@ -159,6 +167,8 @@ def main() -> None:
             "ssh_port": {"type": "int", "default": 2222},
             "agent_port": {"type": "int", "default": 9002},
             "agent_guest_port": {"type": "int", "default": 9002},
+            "session_port": {"type": "int", "default": 9010},
+            "session_guest_port": {"type": "int", "default": 9010},
             "provider_guest_ip": {"type": "str", "default": "10.0.2.101"},
             "provider_guest_port": {"type": "int", "default": 8479},
             "registrar_host": {"type": "str", "default": "127.0.0.1"},
@@ -184,6 +194,8 @@ def main() -> None:
         ssh_port=p["ssh_port"],
         agent_port=p["agent_port"],
         agent_guest_port=p["agent_guest_port"],
+        session_port=p["session_port"],
+        session_guest_port=p["session_guest_port"],
         provider_guest_ip=p["provider_guest_ip"],
         provider_guest_port=p["provider_guest_port"],
         registrar_host=p["registrar_host"],

@@ -1,0 +1,368 @@
+"""Session mode: attest once, prove many. The wire format, the guest's session state and the session receipt.
+
+One file for both ends (the guest's ``kit-session`` service, the client ``bin/kit-session`` and the tests), like
+``td_claims``. Crypto is HPKE (RFC 9180) from ``cryptography`` (>= 46): DHKEM(X25519, HKDF-SHA256),
+HKDF-SHA256, ChaCha20-Poly1305, base mode. Nothing here is hand-made crypto.
+
+Session key. The guest's service draws an X25519 key when it starts; the private half lives only in that
+process's memory, the public half is written to the TD's key folder (tmpfs), where ``tdx-get-quote`` reads it
+into the claims (``session_key``) that the quote binds. A restart, a reboot or a revocation loses it.
+
+Activation. The service serves nothing until the Keylime payload (released by the verifier only after PASS)
+hands it ``session.json``: ``{kit_session, session_id, session_key, nonce, expires_at}``. ``session_key`` must be
+the service's own (an activation meant for an earlier key is refused); ``nonce`` is the one the quote covered.
+
+Request (the host carries it; it sees only this)::
+
+    {"kit_session": 1, "session": ID, "seq": N, "ct": base64(HPKE enc || ciphertext)}
+
+HPKE ``info`` = canonical({"kit_session", "session", "seq"}), so a header moved to another ciphertext does not
+decrypt. The plaintext is ``{"input": <the circuit input>, "commit_key": <64 hex>}``. The guest checks, in
+this order and before decrypting anything: size, form, session id, expiry, sequence number (exactly the next
+one: a replayed or reordered request is refused); only then does it decrypt. The sequence number advances
+only when a request decrypts, so garbage from the host cannot burn numbers.
+
+Session receipt (signed with the receipt key bound in the same quote)::
+
+    {"kit_receipt": 2, "proof_sha256", "public_sha256", "vkey_sha256", "input_commitment", "nonce",
+     "image_id_sha256", "claims_sha512", "session_id", "seq", "request_sha256"}
+
+``request_sha256`` is the SHA-256 of the request's bytes as sent, so an old proof answered to a new request,
+or one request's proof under another's number, fails the receipt check.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+try:  # the collection on the client, the file beside this one in the guest
+    from ansible_collections.teeproof.kit.plugins.module_utils import td_claims
+except ImportError:  # pragma: no cover - the guest's layout
+    import td_claims  # type: ignore[no-redef]
+
+SESSION_VERSION = 1
+SESSION_RECEIPT_VERSION = 2
+SESSION_RECEIPT_FIELDS = (*td_claims.RECEIPT_FIELDS, "session_id", "seq", "request_sha256")
+DEFAULT_MAX_REQUEST_BYTES = 256 * 1024
+MAX_SESSION_SECONDS = 7 * 24 * 3600
+_SESSION_ID = re.compile(r"[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_B64_KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
+ENVELOPE_FIELDS = ("kit_session", "session", "seq", "ct")
+ACTIVATION_FIELDS = ("kit_session", "session_id", "session_key", "nonce", "expires_at")
+
+# Why a request or session was refused. The HTTP status each kind gets from the service.
+REFUSALS = {
+    "oversized": 413,
+    "malformed": 400,
+    "session": 403,  # another (or no) session id
+    "not_active": 403,  # no activation yet: the client must attest and deliver the activation
+    "expired": 403,
+    "replay": 409,
+    "reorder": 409,
+    "decrypt": 400,  # wrong key, changed ciphertext or header
+    "input": 422,  # decrypted, but not a request (bad JSON, bad commit key)
+    "busy": 429,  # the queue is full; the number is not used, send the same request again later
+}
+
+
+class SessionRefused(Exception):
+    """A request refused by kind (``REFUSALS``); the message never quotes the request's content."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.status = REFUSALS.get(kind, 400)
+
+
+class SessionError(ValueError):
+    """A malformed activation, session record or session receipt; ``field`` names the part."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.field = where
+
+
+def _hpke() -> Any:
+    from cryptography.hazmat.primitives import hpke
+
+    return hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+
+
+# ---------------------------------------------------------------------------------------------- keys
+
+
+def new_session_key() -> tuple[Any, str]:
+    """A fresh X25519 key and its public half as base64 (the ``session_key`` claim)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    key = X25519PrivateKey.generate()
+    return key, public_key_text(key.public_key())
+
+
+def public_key_text(public: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def parse_session_key(text: object, where: str = "session_key") -> Any:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+    if not isinstance(text, str) or not _B64_KEY.fullmatch(text):
+        raise SessionError(where, "not a base64 X25519 public key (32 bytes)")
+    return X25519PublicKey.from_public_bytes(base64.b64decode(text))
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(16)
+
+
+# ---------------------------------------------------------------------------------------------- requests
+
+
+def _info(session_id: str, seq: int) -> bytes:
+    return td_claims.canonical({"kit_session": SESSION_VERSION, "session": session_id, "seq": seq})
+
+
+def canonical_input(data: bytes | Mapping[str, Any]) -> bytes:
+    """The input's bytes that the commitment covers: its canonical JSON (both ends compute the same)."""
+    try:
+        value = json.loads(data) if isinstance(data, bytes) else dict(data)
+    except ValueError:
+        raise SessionError("input", "not JSON") from None
+    if not isinstance(value, dict):
+        raise SessionError("input", "not a JSON object")
+    return td_claims.canonical(value)
+
+
+def seal_request(session_key: str, session_id: str, seq: int, input_data: Mapping[str, Any] | bytes,
+                 commit_key: bytes) -> bytes:
+    """The request's bytes as sent: the input and its commit key encrypted to the session key."""
+    if len(commit_key) < 32:
+        raise SessionError("commit_key", "must be at least 32 bytes")
+    value = json.loads(canonical_input(input_data))
+    plaintext = td_claims.canonical({"input": value, "commit_key": commit_key.hex()})
+    sealed = _hpke().encrypt(plaintext, parse_session_key(session_key), info=_info(session_id, seq))
+    envelope = {"kit_session": SESSION_VERSION, "session": session_id, "seq": seq,
+                "ct": base64.b64encode(sealed).decode()}
+    return td_claims.canonical(envelope)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    session: str
+    seq: int
+    sealed: bytes
+    raw_sha256: str
+
+
+def parse_envelope(raw: bytes, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> Envelope:
+    """Size and form only: nothing is decrypted."""
+    if len(raw) > max_bytes:
+        raise SessionRefused("oversized", f"{len(raw)} bytes, the limit is {max_bytes}")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise SessionRefused("malformed", "not JSON") from None
+    if not isinstance(doc, dict) or sorted(doc) != sorted(ENVELOPE_FIELDS):
+        raise SessionRefused("malformed", f"a JSON object with exactly {', '.join(ENVELOPE_FIELDS)} expected")
+    if doc["kit_session"] != SESSION_VERSION:
+        raise SessionRefused("malformed", f"kit_session must be {SESSION_VERSION}")
+    if not isinstance(doc["session"], str) or not _SESSION_ID.fullmatch(doc["session"]):
+        raise SessionRefused("malformed", "session is not a session id (32 hex digits)")
+    seq = doc["seq"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**53:
+        raise SessionRefused("malformed", "seq is not a non-negative integer")
+    try:
+        sealed = base64.b64decode(doc["ct"], validate=True) if isinstance(doc["ct"], str) else b""
+    except (binascii.Error, ValueError):
+        sealed = b""
+    if len(sealed) < 32 + 16:
+        raise SessionRefused("malformed", "ct is not base64 of an HPKE encapsulation and ciphertext")
+    return Envelope(doc["session"], seq, sealed, hashlib.sha256(raw).hexdigest())
+
+
+@dataclass(frozen=True)
+class Request:
+    seq: int
+    input_data: dict[str, Any]
+    input_bytes: bytes
+    commit_key: bytes
+    request_sha256: str
+
+
+# ---------------------------------------------------------------------------------------------- activation
+
+
+@dataclass(frozen=True)
+class Activation:
+    session_id: str
+    session_key: str
+    nonce: str
+    expires_at: int
+
+    def document(self) -> dict[str, Any]:
+        return {"kit_session": SESSION_VERSION, "session_id": self.session_id, "session_key": self.session_key,
+                "nonce": self.nonce, "expires_at": self.expires_at}
+
+
+def make_activation(session_key: str, nonce: bytes, lifetime_s: int, now: float | None = None) -> Activation:
+    if not 1 <= lifetime_s <= MAX_SESSION_SECONDS:
+        raise SessionError("lifetime", f"must be 1..{MAX_SESSION_SECONDS} seconds, not {lifetime_s}")
+    parse_session_key(session_key)
+    td_claims.check_nonce(nonce)
+    return Activation(new_session_id(), session_key, nonce.hex(), int(now if now is not None else time.time())
+                      + lifetime_s)
+
+
+def parse_activation(doc: Any) -> Activation:
+    if isinstance(doc, (str, bytes)):
+        try:
+            doc = json.loads(doc)
+        except ValueError:
+            raise SessionError("activation", "not JSON") from None
+    if not isinstance(doc, dict) or sorted(doc) != sorted(ACTIVATION_FIELDS):
+        raise SessionError("activation", f"exactly {', '.join(ACTIVATION_FIELDS)} expected")
+    if doc["kit_session"] != SESSION_VERSION:
+        raise SessionError("activation.kit_session", f"must be {SESSION_VERSION}")
+    if not isinstance(doc["session_id"], str) or not _SESSION_ID.fullmatch(doc["session_id"]):
+        raise SessionError("activation.session_id", "not 32 hex digits")
+    parse_session_key(doc["session_key"], "activation.session_key")
+    try:
+        td_claims.nonce_from_hex(doc["nonce"])
+    except (td_claims.ClaimsError, ValueError, TypeError):
+        raise SessionError("activation.nonce", "not a hex nonce of at least 16 bytes") from None
+    expires = doc["expires_at"]
+    if isinstance(expires, bool) or not isinstance(expires, int) or expires <= 0:
+        raise SessionError("activation.expires_at", "not a positive integer (unix time)")
+    return Activation(doc["session_id"], doc["session_key"], doc["nonce"], expires)
+
+
+# ---------------------------------------------------------------------------------------------- the guest side
+
+
+@dataclass
+class SessionState:
+    """The guest's one session: its key (memory only), its activation, the next sequence number."""
+
+    private_key: Any
+    session_key: str
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    activation: Activation | None = None
+    next_seq: int = 0
+    clock: Any = field(default=time.time)
+
+    @classmethod
+    def fresh(cls, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> SessionState:
+        key, text = new_session_key()
+        return cls(private_key=key, session_key=text, max_request_bytes=max_request_bytes)
+
+    def activate(self, doc: Any) -> Activation:
+        activation = parse_activation(doc)
+        if activation.session_key != self.session_key:
+            raise SessionError("activation.session_key", "is not this service's key (meant for an earlier one)")
+        if activation.expires_at <= self.clock():
+            raise SessionError("activation.expires_at", "already passed")
+        if self.activation is not None and self.activation.session_id != activation.session_id:
+            raise SessionError("activation.session_id", "this key already serves another session")
+        self.activation = activation
+        return activation
+
+    def wipe(self) -> None:
+        """Forget the key and the session (the revocation action stops the process as well)."""
+        self.private_key = None
+        self.activation = None
+
+    def check_header(self, raw: bytes) -> Envelope:
+        """Everything that is checked before decryption; raises SessionRefused."""
+        envelope = parse_envelope(raw, self.max_request_bytes)
+        if self.activation is None or self.private_key is None:
+            raise SessionRefused("not_active", "this service has no attested session; attest and activate one")
+        if envelope.session != self.activation.session_id:
+            raise SessionRefused("session", "the request names another session")
+        if self.clock() >= self.activation.expires_at:
+            raise SessionRefused("expired", "the session has expired; attest again")
+        if envelope.seq < self.next_seq:
+            raise SessionRefused("replay", f"number {envelope.seq} was already used (next is {self.next_seq})")
+        if envelope.seq > self.next_seq:
+            raise SessionRefused("reorder", f"number {envelope.seq} is ahead of the next one ({self.next_seq})")
+        return envelope
+
+    def open(self, raw: bytes) -> Request:
+        """Check, then decrypt; advance the sequence number only for a request that decrypts."""
+        envelope = self.check_header(raw)
+        try:
+            plaintext = _hpke().decrypt(envelope.sealed, self.private_key, info=_info(envelope.session,
+                                                                                     envelope.seq))
+        except Exception:  # InvalidTag and friends: wrong key, changed bytes, header moved
+            raise SessionRefused("decrypt", "the request does not decrypt under this session's key") from None
+        self.next_seq = envelope.seq + 1
+        try:
+            doc = json.loads(plaintext)
+            commit_key = bytes.fromhex(doc["commit_key"])
+            value = doc["input"]
+            if not isinstance(value, dict) or len(commit_key) < 32 or sorted(doc) != ["commit_key", "input"]:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            raise SessionRefused("input", "the decrypted request is not {input, commit_key}") from None
+        return Request(envelope.seq, value, td_claims.canonical(value), commit_key, envelope.raw_sha256)
+
+
+# ---------------------------------------------------------------------------------------------- receipts
+
+
+def receipt_body(*, request: Request, proof: bytes, public: bytes, vkey: bytes, activation: Activation,
+                 claims: Mapping[str, Any]) -> dict[str, Any]:
+    body = td_claims.receipt_body(
+        proof=proof, public=public, vkey=vkey,
+        commitment=td_claims.input_commitment(request.commit_key, request.input_bytes),
+        nonce=bytes.fromhex(activation.nonce), image_id_sha256=str(claims["image_id_sha256"]), claims=claims,
+    )
+    body.update(kit_receipt=SESSION_RECEIPT_VERSION, session_id=activation.session_id, seq=request.seq,
+                request_sha256=request.request_sha256)
+    return body
+
+
+def parse_session_receipt(doc: Any) -> tuple[dict[str, Any], bytes]:
+    if not isinstance(doc, dict):
+        raise SessionError("receipt", "not a JSON object")
+    extra = {k: doc.get(k) for k in ("session_id", "seq", "request_sha256")}
+    if doc.get("kit_receipt") != SESSION_RECEIPT_VERSION:
+        raise SessionError("receipt.kit_receipt", f"must be {SESSION_RECEIPT_VERSION} (a session receipt)")
+    base = {k: v for k, v in doc.items() if k not in extra}
+    try:
+        body, signature = td_claims.parse_receipt({**base, "kit_receipt": td_claims.RECEIPT_VERSION})
+    except td_claims.ClaimsError as exc:
+        raise SessionError(exc.field, str(exc)) from None
+    if not isinstance(extra["session_id"], str) or not _SESSION_ID.fullmatch(extra["session_id"]):
+        raise SessionError("receipt.session_id", "not 32 hex digits")
+    if isinstance(extra["seq"], bool) or not isinstance(extra["seq"], int) or extra["seq"] < 0:
+        raise SessionError("receipt.seq", "not a non-negative integer")
+    if not isinstance(extra["request_sha256"], str) or not _HEX64.fullmatch(extra["request_sha256"]):
+        raise SessionError("receipt.request_sha256", "not 64 hex digits")
+    return {**body, **extra, "kit_receipt": SESSION_RECEIPT_VERSION}, signature
+
+
+def check_session_receipt(doc: Any, *, receipt_key: str, expected: Mapping[str, Any]) -> dict[str, Any]:
+    """Signature by the quoted receipt key, then every field the client can compute. Raises SessionError."""
+    body, signature = parse_session_receipt(doc)
+    try:
+        td_claims.verify_receipt_signature(body, signature, receipt_key)
+    except td_claims.ClaimsError as exc:
+        raise SessionError(exc.field, str(exc)) from None
+    for name in SESSION_RECEIPT_FIELDS:
+        if name in expected and body.get(name) != expected[name]:
+            raise SessionError(f"receipt.{name}", f"is {str(body.get(name))[:20]}..., expected "
+                                                  f"{str(expected[name])[:20]}...")
+    return body

@@ -1,0 +1,298 @@
+"""The client of session mode: check the attested session, send many sealed inputs, check every receipt.
+
+No Ansible: ``bin/kit-session`` runs this, and so does ``roles/prove`` (tasks_from ``session``). The session record
+(``session.json`` on the client, 0600, nothing secret in it) is what the attestation left: the quote, the
+claims it bound (with the session key and the receipt key), the nonce, the reference it was checked against,
+and the activation the Keylime payload delivered (session id, expiry). ``open_session`` checks the quote
+again, with the same code as ``bin/proof-receipt``, before any input is sealed.
+
+Inputs go out in order, numbered 0, 1, 2, ...; at most ``concurrency`` are queued in the TD at once; each
+result is accepted only after its receipt (signature by the quoted receipt key; session, number, request
+digest, proof, public signals, verification key, input commitment, nonce, claims) and its Groth16 proof check
+out. A request the prover crashed on is sent again as a new request (``retries``). A session that is gone
+(revoked, expired, rebooted TD, another key at the address) raises ``SessionGone``: attest again.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ansible_collections.teeproof.kit.plugins.module_utils import prover_session as ps
+from ansible_collections.teeproof.kit.plugins.module_utils import td_claims
+
+RECORD_VERSION = 1
+GONE_KINDS = ("not_active", "expired", "session")
+
+
+class SessionGone(Exception):
+    """The attested session cannot be used any more: the caller attests again."""
+
+
+class SessionClientError(Exception):
+    """A request or a result that the client refuses; ``check`` names what failed."""
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(f"{check}: {message}")
+        self.check = check
+
+
+@dataclass
+class SessionRecord:
+    url: str
+    claims: dict[str, Any]
+    nonce: str
+    session_id: str
+    session_key: str
+    expires_at: int
+    quote_b64: str = ""
+    simulated: bool = False
+    next_seq: int = 0
+
+    @property
+    def receipt_key(self) -> str:
+        return str(self.claims["receipt_key"])
+
+    def document(self) -> dict[str, Any]:
+        return {"kit_session_record": RECORD_VERSION, "url": self.url, "claims": self.claims, "nonce": self.nonce,
+                "session_id": self.session_id, "session_key": self.session_key, "expires_at": self.expires_at,
+                "quote_b64": self.quote_b64, "simulated": self.simulated, "next_seq": self.next_seq}
+
+    @classmethod
+    def from_document(cls, doc: Any) -> SessionRecord:
+        if not isinstance(doc, dict) or doc.get("kit_session_record") != RECORD_VERSION:
+            raise SessionClientError("record", f"not a session record (kit_session_record {RECORD_VERSION})")
+        try:
+            record = cls(url=str(doc["url"]), claims=dict(doc["claims"]), nonce=str(doc["nonce"]),
+                         session_id=str(doc["session_id"]), session_key=str(doc["session_key"]),
+                         expires_at=int(doc["expires_at"]), quote_b64=str(doc.get("quote_b64", "")),
+                         simulated=bool(doc.get("simulated", False)), next_seq=int(doc.get("next_seq", 0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SessionClientError("record", f"malformed ({exc})") from None
+        claims = td_claims.parse_claims(record.claims)
+        if claims.session_key != record.session_key:
+            raise SessionClientError("record", "the quoted claims name another session key than the activation")
+        return record
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.document(), indent=1, sort_keys=True) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+
+def check_attestation(record: SessionRecord, reference: Mapping[str, Any], collateral: Path | None,
+                      allow_simulated: bool, sim_root: bytes | None, now: int | None = None) -> dict[str, Any]:
+    """The quote, measurements and binding of the session's claims, as bin/proof-receipt checks them."""
+    import base64
+
+    from ansible_collections.teeproof.kit.plugins.module_utils import proof_receipt
+
+    claims = td_claims.parse_claims(record.claims)
+    if claims.image_id_sha256 != reference.get("image_id_sha256"):
+        raise SessionClientError("claims", "the TD names another image than the reference")
+    inputs = proof_receipt.Inputs(
+        bundle={}, reference=dict(reference), proof=b"", public=b"", vkey=b"", vkey_path=Path(),
+        proof_path=Path(), public_path=Path(), collateral=collateral, allow_simulated=allow_simulated,
+        sim_root=sim_root, **({"now": now} if now is not None else {}),
+    )
+    try:
+        return proof_receipt.check_quote(inputs, base64.b64decode(record.quote_b64), bytes.fromhex(record.nonce),
+                                         record.claims)
+    except proof_receipt.ReceiptCheckFailed as exc:
+        raise SessionClientError(exc.check, str(exc)) from None
+
+
+def groth16py_verifier(vkey: Path) -> Callable[[bytes, bytes], bool]:
+    import groth16py
+
+    verifier = groth16py.Verifier(groth16py.VerifyingKey.from_snarkjs_file(str(vkey)))
+
+    def check(proof: bytes, public: bytes) -> bool:
+        try:
+            return bool(verifier.verify_snarkjs(proof.decode(), public.decode()))
+        except Exception:  # the extension's own errors: a malformed proof does not verify
+            return False
+
+    return check
+
+
+def _refuse_all(_proof: bytes, _public: bytes) -> bool:
+    return False
+
+
+@dataclass
+class Result:
+    name: str
+    seq: int
+    proof: bytes
+    public: bytes
+    receipt: dict[str, Any]
+    timings_ms: dict[str, float]
+    prover_timings_s: dict[str, float]
+    attempts: int = 1
+
+
+@dataclass
+class _Pending:
+    name: str
+    input_bytes: bytes
+    expected_public: Sequence[str | None] | None
+    commit_key: bytes = b""
+    request: bytes = b""
+    seq: int = -1
+    attempts: int = 0
+    t: dict[str, float] = field(default_factory=dict)
+
+
+class SessionClient:
+    def __init__(self, record: SessionRecord, vkey: Path | None, *, verify: Callable[[bytes, bytes], bool] | None = None,
+                 timeout: float = 600.0, poll_s: float = 0.05, retries: int = 1,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.record = record
+        self.vkey = vkey.read_bytes() if vkey is not None else b""
+        self.verify = verify or (groth16py_verifier(vkey) if vkey is not None else _refuse_all)
+        self.timeout = timeout
+        self.poll_s = poll_s
+        self.retries = retries
+        self.clock = clock
+
+    # -- transport
+    def _http(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        req = urllib.request.Request(self.record.url.rstrip("/") + path, data=body, method=method,
+                                     headers={"Content-Type": "application/json"} if body else {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the record's URL
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            try:
+                doc = json.loads(exc.read() or b"{}")
+            except ValueError:
+                doc = {}
+            return exc.code, doc if isinstance(doc, dict) else {}
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            raise SessionGone(f"the session service at {self.record.url} does not answer ({exc})") from None
+
+    def status(self) -> dict[str, Any]:
+        """The service must hold the attested key and the activated session, not expired."""
+        if self.clock() >= self.record.expires_at:
+            raise SessionGone("the session has expired; attest again")
+        code, doc = self._http("GET", "/session")
+        if code != 200:
+            raise SessionGone(f"GET /session answered {code}")
+        if doc.get("session_key") != self.record.session_key:
+            raise SessionGone("the service holds another session key (restarted, rebooted or revoked TD)")
+        if not doc.get("active") or doc.get("session_id") != self.record.session_id:
+            raise SessionGone("the service has no activated session with this id")
+        return doc
+
+    # -- one request
+    def _send(self, job: _Pending) -> None:
+        job.attempts += 1
+        job.commit_key = secrets.token_bytes(32)
+        t0 = time.perf_counter()
+        job.seq = self.record.next_seq
+        job.request = ps.seal_request(self.record.session_key, self.record.session_id, job.seq, job.input_bytes,
+                                      job.commit_key)
+        t1 = time.perf_counter()
+        while True:
+            code, doc = self._http("POST", "/requests", job.request)
+            if code != 429:
+                break
+            time.sleep(self.poll_s)
+        t2 = time.perf_counter()
+        if code != 202:
+            kind = str(doc.get("error", code))
+            if kind in GONE_KINDS:
+                raise SessionGone(f"request refused: {doc.get('message', kind)}")
+            raise SessionClientError(f"refused.{kind}", str(doc.get("message", code)))
+        if doc.get("seq") != job.seq:
+            raise SessionClientError("refused.seq", f"the service queued number {doc.get('seq')}, not {job.seq}")
+        self.record.next_seq = job.seq + 1
+        job.t = {"seal_ms": (t1 - t0) * 1e3, "submit_ms": (t2 - t1) * 1e3, "submitted": time.perf_counter()}
+
+    def _accept(self, job: _Pending, doc: dict[str, Any]) -> Result:
+        t0 = time.perf_counter()
+        proof = str(doc.get("proof", "")).encode()
+        public = str(doc.get("public", "")).encode()
+        try:
+            expected = {
+                "session_id": self.record.session_id, "seq": job.seq,
+                "request_sha256": td_claims.sha256_hex(job.request),
+                "proof_sha256": td_claims.sha256_hex(proof), "public_sha256": td_claims.sha256_hex(public),
+                "vkey_sha256": td_claims.sha256_hex(self.vkey),
+                "input_commitment": td_claims.input_commitment(job.commit_key, job.input_bytes),
+                "nonce": self.record.nonce, "image_id_sha256": self.record.claims["image_id_sha256"],
+                "claims_sha512": td_claims.claims_digest(self.record.claims).hex(),
+            }
+            receipt = ps.check_session_receipt(doc.get("receipt"), receipt_key=self.record.receipt_key,
+                                               expected=expected)
+        except ps.SessionError as exc:
+            raise SessionClientError("receipt", f"request {job.seq} ({job.name}): {exc}") from None
+        t1 = time.perf_counter()
+        if not self.verify(proof, public):
+            raise SessionClientError("proof", f"request {job.seq} ({job.name}): the proof does not verify")
+        t2 = time.perf_counter()
+        if job.expected_public is not None:
+            signals = json.loads(public)
+            for index, want in enumerate(job.expected_public):
+                if want is not None and (index >= len(signals) or str(signals[index]) != want):
+                    raise SessionClientError("public_signals", f"request {job.seq} ({job.name}): signal {index}")
+        job.commit_key = b""
+        timings = {k: round(v, 3) for k, v in job.t.items() if k.endswith("_ms")}
+        timings.update(receipt_ms=round((t1 - t0) * 1e3, 3), verify_ms=round((t2 - t1) * 1e3, 3))
+        return Result(job.name, job.seq, proof, public, receipt, timings,
+                      {k: float(v) for k, v in dict(doc.get("timings_s", {})).items()}, job.attempts)
+
+    # -- many
+    def prove_many(self, inputs: Iterable[tuple[str, bytes, Sequence[str | None] | None]], *, concurrency: int = 2,
+                   on_result: Callable[[Result], None] | None = None,
+                   on_progress: Callable[[str], None] | None = None) -> list[Result]:
+        """Prove every input; results in input order. Raises at the first refused result or a gone session."""
+        if concurrency < 1:
+            raise SessionClientError("concurrency", "must be at least 1")
+        say = on_progress or (lambda _m: None)
+        self.status()
+        todo = [_Pending(name, ps.canonical_input(data), expect) for name, data, expect in inputs]
+        results: dict[str, Result] = {}
+        waiting: list[_Pending] = []
+        queue = list(todo)
+        deadline = time.monotonic() + self.timeout * max(1, len(todo))
+        while queue or waiting:
+            while queue and len(waiting) < concurrency:
+                job = queue.pop(0)
+                self._send(job)
+                waiting.append(job)
+            time.sleep(self.poll_s)
+            for job in list(waiting):
+                code, doc = self._http("GET", f"/results/{job.seq}")
+                if code == 202:
+                    continue
+                waiting.remove(job)
+                if code == 200:
+                    job.t["wait_ms"] = (time.perf_counter() - job.t.pop("submitted")) * 1e3
+                    result = self._accept(job, doc)
+                    results[job.name] = result
+                    say(f"{len(results)}/{len(todo)} {job.name}: request {job.seq} proved and checked "
+                        f"({result.timings_ms.get('wait_ms', 0):.0f} ms)")
+                    if on_result:
+                        on_result(result)
+                elif code == 410 and doc.get("kind") == "prover_crashed" and job.attempts <= self.retries:
+                    say(f"{job.name}: request {job.seq} failed ({doc.get('message')}); sending it again")
+                    queue.insert(0, job)
+                elif code == 410:
+                    raise SessionClientError(f"failed.{doc.get('kind')}",
+                                             f"request {job.seq} ({job.name}): {doc.get('message')}")
+                else:
+                    self.status()
+                    raise SessionClientError("result", f"request {job.seq}: GET answered {code}")
+            if time.monotonic() > deadline:
+                raise SessionClientError("timeout", f"{len(waiting) + len(queue)} request(s) unanswered")
+        return [results[job.name] for job in todo]
