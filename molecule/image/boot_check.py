@@ -210,6 +210,45 @@ def check_readonly_root(guest: Guest, report: dict[str, Any]) -> None:
         raise CheckError(f"core dumps or swap are on: {lines[-3:]}")
 
 
+SESSION_PROBE = r"""
+import json, urllib.request, urllib.error
+def ask(method, body=None):
+    req = urllib.request.Request("http://127.0.0.1:9010" + ("/session" if method == "GET" else "/requests"),
+                                 data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+env = {"kit_session": 1, "session": "0" * 32, "seq": 0, "ct": "A" * 88}
+print(json.dumps({"state": ask("GET"), "request": ask("POST", json.dumps(env).encode())}))
+"""
+
+
+def check_session(guest: Guest, report: dict[str, Any]) -> None:
+    """The session service runs from boot with a key of its own (public half on tmpfs) and serves nothing
+    before a Keylime-delivered activation."""
+    deadline = time.monotonic() + 240
+    out = ""
+    while time.monotonic() < deadline:
+        out = guest.ssh(
+            "systemctl is-active kit-session; cat /run/kit-td/session_x25519.pub", check=False
+        ).stdout
+        if out.startswith("active") and len(out.split()) == 2:
+            break
+        time.sleep(5)
+    lines = out.split()
+    if not lines or lines[0] != "active" or len(lines) != 2:
+        log = guest.ssh("journalctl -u kit-session -b -o cat --no-pager | tail -20", check=False).stdout
+        raise CheckError(f"kit-session does not run or published no session key: {out!r}\n{log}")
+    probe = json.loads(guest.ssh(f"python3 - <<'EOF'\n{SESSION_PROBE}\nEOF").stdout)
+    report["session"] = {"key_published": True, "state": probe["state"][1], "request": probe["request"]}
+    if probe["state"][1].get("session_key") != lines[1] or probe["state"][1].get("active"):
+        raise CheckError(f"the session service's state is wrong before activation: {probe['state']}")
+    if probe["request"][0] != 403 or probe["request"][1].get("error") != "not_active":
+        raise CheckError(f"the session service answered a request before activation: {probe['request']}")
+
+
 def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
     cmdline = (image_dir / "cmdline").read_text()
     running = guest.ssh("cat /proc/cmdline").stdout.strip()
@@ -247,6 +286,7 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
 
     # 5 before 3 and 4, so that the files the agent ran are in the log that is checked.
     check_agent(guest, report)
+    check_session(guest, report)
 
     # 3. PCR first, then the log
     out = guest.ssh(

@@ -1,7 +1,7 @@
 """Session mode: attest once, prove many. The wire format, the guest's session state and the session receipt.
 
-One file for both ends (the guest's ``kit-session`` service, the client ``bin/kit-session`` and the tests), like
-``td_claims``. Crypto is HPKE (RFC 9180) from ``cryptography`` (>= 46): DHKEM(X25519, HKDF-SHA256),
+One file for both ends (the guest's ``kit-session`` service, the client ``bin/kit-session`` and the tests),
+like ``td_claims``. Crypto is HPKE (RFC 9180) from ``cryptography`` (>= 46): DHKEM(X25519, HKDF-SHA256),
 HKDF-SHA256, ChaCha20-Poly1305, base mode. Nothing here is hand-made crypto.
 
 Session key. The guest's service draws an X25519 key when it starts; the private half lives only in that
@@ -9,8 +9,8 @@ process's memory, the public half is written to the TD's key folder (tmpfs), whe
 into the claims (``session_key``) that the quote binds. A restart, a reboot or a revocation loses it.
 
 Activation. The service serves nothing until the Keylime payload (released by the verifier only after PASS)
-hands it ``session.json``: ``{kit_session, session_id, session_key, nonce, expires_at}``. ``session_key`` must be
-the service's own (an activation meant for an earlier key is refused); ``nonce`` is the one the quote covered.
+hands it ``session.json``: ``{kit_session, session_id, session_key, nonce, expires_at}``. ``session_key`` must
+be the service's own (an activation meant for an earlier key is refused); ``nonce`` is the quote's nonce.
 
 Request (the host carries it; it sees only this)::
 
@@ -146,16 +146,21 @@ def canonical_input(data: bytes | Mapping[str, Any]) -> bytes:
     return td_claims.canonical(value)
 
 
-def seal_request(session_key: str, session_id: str, seq: int, input_data: Mapping[str, Any] | bytes,
-                 commit_key: bytes) -> bytes:
+def seal_request(
+    session_key: str, session_id: str, seq: int, input_data: Mapping[str, Any] | bytes, commit_key: bytes
+) -> bytes:
     """The request's bytes as sent: the input and its commit key encrypted to the session key."""
     if len(commit_key) < 32:
         raise SessionError("commit_key", "must be at least 32 bytes")
     value = json.loads(canonical_input(input_data))
     plaintext = td_claims.canonical({"input": value, "commit_key": commit_key.hex()})
     sealed = _hpke().encrypt(plaintext, parse_session_key(session_key), info=_info(session_id, seq))
-    envelope = {"kit_session": SESSION_VERSION, "session": session_id, "seq": seq,
-                "ct": base64.b64encode(sealed).decode()}
+    envelope = {
+        "kit_session": SESSION_VERSION,
+        "session": session_id,
+        "seq": seq,
+        "ct": base64.b64encode(sealed).decode(),
+    }
     return td_claims.canonical(envelope)
 
 
@@ -213,8 +218,13 @@ class Activation:
     expires_at: int
 
     def document(self) -> dict[str, Any]:
-        return {"kit_session": SESSION_VERSION, "session_id": self.session_id, "session_key": self.session_key,
-                "nonce": self.nonce, "expires_at": self.expires_at}
+        return {
+            "kit_session": SESSION_VERSION,
+            "session_id": self.session_id,
+            "session_key": self.session_key,
+            "nonce": self.nonce,
+            "expires_at": self.expires_at,
+        }
 
 
 def make_activation(session_key: str, nonce: bytes, lifetime_s: int, now: float | None = None) -> Activation:
@@ -222,8 +232,9 @@ def make_activation(session_key: str, nonce: bytes, lifetime_s: int, now: float 
         raise SessionError("lifetime", f"must be 1..{MAX_SESSION_SECONDS} seconds, not {lifetime_s}")
     parse_session_key(session_key)
     td_claims.check_nonce(nonce)
-    return Activation(new_session_id(), session_key, nonce.hex(), int(now if now is not None else time.time())
-                      + lifetime_s)
+    return Activation(
+        new_session_id(), session_key, nonce.hex(), int(now if now is not None else time.time()) + lifetime_s
+    )
 
 
 def parse_activation(doc: Any) -> Activation:
@@ -249,7 +260,7 @@ def parse_activation(doc: Any) -> Activation:
     return Activation(doc["session_id"], doc["session_key"], doc["nonce"], expires)
 
 
-# ---------------------------------------------------------------------------------------------- the guest side
+# ------------------------------------------------------------------------------------------ the guest side
 
 
 @dataclass
@@ -271,7 +282,9 @@ class SessionState:
     def activate(self, doc: Any) -> Activation:
         activation = parse_activation(doc)
         if activation.session_key != self.session_key:
-            raise SessionError("activation.session_key", "is not this service's key (meant for an earlier one)")
+            raise SessionError(
+                "activation.session_key", "is not this service's key (meant for an earlier one)"
+            )
         if activation.expires_at <= self.clock():
             raise SessionError("activation.expires_at", "already passed")
         if self.activation is not None and self.activation.session_id != activation.session_id:
@@ -288,23 +301,30 @@ class SessionState:
         """Everything that is checked before decryption; raises SessionRefused."""
         envelope = parse_envelope(raw, self.max_request_bytes)
         if self.activation is None or self.private_key is None:
-            raise SessionRefused("not_active", "this service has no attested session; attest and activate one")
+            raise SessionRefused(
+                "not_active", "this service has no attested session; attest and activate one"
+            )
         if envelope.session != self.activation.session_id:
             raise SessionRefused("session", "the request names another session")
         if self.clock() >= self.activation.expires_at:
             raise SessionRefused("expired", "the session has expired; attest again")
         if envelope.seq < self.next_seq:
-            raise SessionRefused("replay", f"number {envelope.seq} was already used (next is {self.next_seq})")
+            raise SessionRefused(
+                "replay", f"number {envelope.seq} was already used (next is {self.next_seq})"
+            )
         if envelope.seq > self.next_seq:
-            raise SessionRefused("reorder", f"number {envelope.seq} is ahead of the next one ({self.next_seq})")
+            raise SessionRefused(
+                "reorder", f"number {envelope.seq} is ahead of the next one ({self.next_seq})"
+            )
         return envelope
 
     def open(self, raw: bytes) -> Request:
         """Check, then decrypt; advance the sequence number only for a request that decrypts."""
         envelope = self.check_header(raw)
         try:
-            plaintext = _hpke().decrypt(envelope.sealed, self.private_key, info=_info(envelope.session,
-                                                                                     envelope.seq))
+            plaintext = _hpke().decrypt(
+                envelope.sealed, self.private_key, info=_info(envelope.session, envelope.seq)
+            )
         except Exception:  # InvalidTag and friends: wrong key, changed bytes, header moved
             raise SessionRefused("decrypt", "the request does not decrypt under this session's key") from None
         self.next_seq = envelope.seq + 1
@@ -322,15 +342,30 @@ class SessionState:
 # ---------------------------------------------------------------------------------------------- receipts
 
 
-def receipt_body(*, request: Request, proof: bytes, public: bytes, vkey: bytes, activation: Activation,
-                 claims: Mapping[str, Any]) -> dict[str, Any]:
+def receipt_body(
+    *,
+    request: Request,
+    proof: bytes,
+    public: bytes,
+    vkey: bytes,
+    activation: Activation,
+    claims: Mapping[str, Any],
+) -> dict[str, Any]:
     body = td_claims.receipt_body(
-        proof=proof, public=public, vkey=vkey,
+        proof=proof,
+        public=public,
+        vkey=vkey,
         commitment=td_claims.input_commitment(request.commit_key, request.input_bytes),
-        nonce=bytes.fromhex(activation.nonce), image_id_sha256=str(claims["image_id_sha256"]), claims=claims,
+        nonce=bytes.fromhex(activation.nonce),
+        image_id_sha256=str(claims["image_id_sha256"]),
+        claims=claims,
     )
-    body.update(kit_receipt=SESSION_RECEIPT_VERSION, session_id=activation.session_id, seq=request.seq,
-                request_sha256=request.request_sha256)
+    body.update(
+        kit_receipt=SESSION_RECEIPT_VERSION,
+        session_id=activation.session_id,
+        seq=request.seq,
+        request_sha256=request.request_sha256,
+    )
     return body
 
 
@@ -361,8 +396,10 @@ def check_session_receipt(doc: Any, *, receipt_key: str, expected: Mapping[str, 
         td_claims.verify_receipt_signature(body, signature, receipt_key)
     except td_claims.ClaimsError as exc:
         raise SessionError(exc.field, str(exc)) from None
-    for name in SESSION_RECEIPT_FIELDS:
+    # the session's own fields first: an old proof answered to a new request is named for what it is
+    for name in ("session_id", "seq", "request_sha256", *td_claims.RECEIPT_FIELDS):
         if name in expected and body.get(name) != expected[name]:
-            raise SessionError(f"receipt.{name}", f"is {str(body.get(name))[:20]}..., expected "
-                                                  f"{str(expected[name])[:20]}...")
+            raise SessionError(
+                f"receipt.{name}", f"is {str(body.get(name))[:20]}..., expected {str(expected[name])[:20]}..."
+            )
     return body

@@ -1,9 +1,9 @@
 """The client of session mode: check the attested session, send many sealed inputs, check every receipt.
 
-No Ansible: ``bin/kit-session`` runs this, and so does ``roles/prove`` (tasks_from ``session``). The session record
-(``session.json`` on the client, 0600, nothing secret in it) is what the attestation left: the quote, the
-claims it bound (with the session key and the receipt key), the nonce, the reference it was checked against,
-and the activation the Keylime payload delivered (session id, expiry). ``open_session`` checks the quote
+No Ansible: ``bin/kit-session`` runs this, and so does ``roles/prove`` (tasks_from ``session``). The session
+record (``session.json`` on the client, 0600, nothing secret in it) is what the attestation left: the quote,
+the claims it bound (with the session key and the receipt key), the nonce, the reference it was checked with,
+and the activation the Keylime payload delivered (session id, expiry). ``check_attestation`` checks the quote
 again, with the same code as ``bin/proof-receipt``, before any input is sealed.
 
 Inputs go out in order, numbered 0, 1, 2, ...; at most ``concurrency`` are queued in the TD at once; each
@@ -61,24 +61,42 @@ class SessionRecord:
         return str(self.claims["receipt_key"])
 
     def document(self) -> dict[str, Any]:
-        return {"kit_session_record": RECORD_VERSION, "url": self.url, "claims": self.claims, "nonce": self.nonce,
-                "session_id": self.session_id, "session_key": self.session_key, "expires_at": self.expires_at,
-                "quote_b64": self.quote_b64, "simulated": self.simulated, "next_seq": self.next_seq}
+        return {
+            "kit_session_record": RECORD_VERSION,
+            "url": self.url,
+            "claims": self.claims,
+            "nonce": self.nonce,
+            "session_id": self.session_id,
+            "session_key": self.session_key,
+            "expires_at": self.expires_at,
+            "quote_b64": self.quote_b64,
+            "simulated": self.simulated,
+            "next_seq": self.next_seq,
+        }
 
     @classmethod
     def from_document(cls, doc: Any) -> SessionRecord:
         if not isinstance(doc, dict) or doc.get("kit_session_record") != RECORD_VERSION:
             raise SessionClientError("record", f"not a session record (kit_session_record {RECORD_VERSION})")
         try:
-            record = cls(url=str(doc["url"]), claims=dict(doc["claims"]), nonce=str(doc["nonce"]),
-                         session_id=str(doc["session_id"]), session_key=str(doc["session_key"]),
-                         expires_at=int(doc["expires_at"]), quote_b64=str(doc.get("quote_b64", "")),
-                         simulated=bool(doc.get("simulated", False)), next_seq=int(doc.get("next_seq", 0)))
+            record = cls(
+                url=str(doc["url"]),
+                claims=dict(doc["claims"]),
+                nonce=str(doc["nonce"]),
+                session_id=str(doc["session_id"]),
+                session_key=str(doc["session_key"]),
+                expires_at=int(doc["expires_at"]),
+                quote_b64=str(doc.get("quote_b64", "")),
+                simulated=bool(doc.get("simulated", False)),
+                next_seq=int(doc.get("next_seq", 0)),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise SessionClientError("record", f"malformed ({exc})") from None
         claims = td_claims.parse_claims(record.claims)
         if claims.session_key != record.session_key:
-            raise SessionClientError("record", "the quoted claims name another session key than the activation")
+            raise SessionClientError(
+                "record", "the quoted claims name another session key than the activation"
+            )
         return record
 
     def save(self, path: Path) -> None:
@@ -88,8 +106,14 @@ class SessionRecord:
         tmp.replace(path)
 
 
-def check_attestation(record: SessionRecord, reference: Mapping[str, Any], collateral: Path | None,
-                      allow_simulated: bool, sim_root: bytes | None, now: int | None = None) -> dict[str, Any]:
+def check_attestation(
+    record: SessionRecord,
+    reference: Mapping[str, Any],
+    collateral: Path | None,
+    allow_simulated: bool,
+    sim_root: bytes | None,
+    now: int | None = None,
+) -> dict[str, Any]:
     """The quote, measurements and binding of the session's claims, as bin/proof-receipt checks them."""
     import base64
 
@@ -99,13 +123,24 @@ def check_attestation(record: SessionRecord, reference: Mapping[str, Any], colla
     if claims.image_id_sha256 != reference.get("image_id_sha256"):
         raise SessionClientError("claims", "the TD names another image than the reference")
     inputs = proof_receipt.Inputs(
-        bundle={}, reference=dict(reference), proof=b"", public=b"", vkey=b"", vkey_path=Path(),
-        proof_path=Path(), public_path=Path(), collateral=collateral, allow_simulated=allow_simulated,
-        sim_root=sim_root, **({"now": now} if now is not None else {}),
+        bundle={},
+        reference=dict(reference),
+        proof=b"",
+        public=b"",
+        vkey=b"",
+        vkey_path=Path(),
+        proof_path=Path(),
+        public_path=Path(),
+        collateral=collateral,
+        allow_simulated=allow_simulated,
+        sim_root=sim_root,
     )
+    if now is not None:
+        inputs.now = now
     try:
-        return proof_receipt.check_quote(inputs, base64.b64decode(record.quote_b64), bytes.fromhex(record.nonce),
-                                         record.claims)
+        return proof_receipt.check_quote(
+            inputs, base64.b64decode(record.quote_b64), bytes.fromhex(record.nonce), record.claims
+        )
     except proof_receipt.ReceiptCheckFailed as exc:
         raise SessionClientError(exc.check, str(exc)) from None
 
@@ -153,9 +188,17 @@ class _Pending:
 
 
 class SessionClient:
-    def __init__(self, record: SessionRecord, vkey: Path | None, *, verify: Callable[[bytes, bytes], bool] | None = None,
-                 timeout: float = 600.0, poll_s: float = 0.05, retries: int = 1,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        record: SessionRecord,
+        vkey: Path | None,
+        *,
+        verify: Callable[[bytes, bytes], bool] | None = None,
+        timeout: float = 600.0,
+        poll_s: float = 0.05,
+        retries: int = 1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.record = record
         self.vkey = vkey.read_bytes() if vkey is not None else b""
         self.verify = verify or (groth16py_verifier(vkey) if vkey is not None else _refuse_all)
@@ -166,10 +209,14 @@ class SessionClient:
 
     # -- transport
     def _http(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
-        req = urllib.request.Request(self.record.url.rstrip("/") + path, data=body, method=method,
-                                     headers={"Content-Type": "application/json"} if body else {})
+        req = urllib.request.Request(
+            self.record.url.rstrip("/") + path,
+            data=body,
+            method=method,
+            headers={"Content-Type": "application/json"} if body else {},
+        )
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the record's URL
+            with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
             try:
@@ -199,8 +246,9 @@ class SessionClient:
         job.commit_key = secrets.token_bytes(32)
         t0 = time.perf_counter()
         job.seq = self.record.next_seq
-        job.request = ps.seal_request(self.record.session_key, self.record.session_id, job.seq, job.input_bytes,
-                                      job.commit_key)
+        job.request = ps.seal_request(
+            self.record.session_key, self.record.session_id, job.seq, job.input_bytes, job.commit_key
+        )
         t1 = time.perf_counter()
         while True:
             code, doc = self._http("POST", "/requests", job.request)
@@ -214,7 +262,9 @@ class SessionClient:
                 raise SessionGone(f"request refused: {doc.get('message', kind)}")
             raise SessionClientError(f"refused.{kind}", str(doc.get("message", code)))
         if doc.get("seq") != job.seq:
-            raise SessionClientError("refused.seq", f"the service queued number {doc.get('seq')}, not {job.seq}")
+            raise SessionClientError(
+                "refused.seq", f"the service queued number {doc.get('seq')}, not {job.seq}"
+            )
         self.record.next_seq = job.seq + 1
         job.t = {"seal_ms": (t1 - t0) * 1e3, "submit_ms": (t2 - t1) * 1e3, "submitted": time.perf_counter()}
 
@@ -224,16 +274,20 @@ class SessionClient:
         public = str(doc.get("public", "")).encode()
         try:
             expected = {
-                "session_id": self.record.session_id, "seq": job.seq,
+                "session_id": self.record.session_id,
+                "seq": job.seq,
                 "request_sha256": td_claims.sha256_hex(job.request),
-                "proof_sha256": td_claims.sha256_hex(proof), "public_sha256": td_claims.sha256_hex(public),
+                "proof_sha256": td_claims.sha256_hex(proof),
+                "public_sha256": td_claims.sha256_hex(public),
                 "vkey_sha256": td_claims.sha256_hex(self.vkey),
                 "input_commitment": td_claims.input_commitment(job.commit_key, job.input_bytes),
-                "nonce": self.record.nonce, "image_id_sha256": self.record.claims["image_id_sha256"],
+                "nonce": self.record.nonce,
+                "image_id_sha256": self.record.claims["image_id_sha256"],
                 "claims_sha512": td_claims.claims_digest(self.record.claims).hex(),
             }
-            receipt = ps.check_session_receipt(doc.get("receipt"), receipt_key=self.record.receipt_key,
-                                               expected=expected)
+            receipt = ps.check_session_receipt(
+                doc.get("receipt"), receipt_key=self.record.receipt_key, expected=expected
+            )
         except ps.SessionError as exc:
             raise SessionClientError("receipt", f"request {job.seq} ({job.name}): {exc}") from None
         t1 = time.perf_counter()
@@ -244,22 +298,43 @@ class SessionClient:
             signals = json.loads(public)
             for index, want in enumerate(job.expected_public):
                 if want is not None and (index >= len(signals) or str(signals[index]) != want):
-                    raise SessionClientError("public_signals", f"request {job.seq} ({job.name}): signal {index}")
+                    raise SessionClientError(
+                        "public_signals", f"request {job.seq} ({job.name}): signal {index}"
+                    )
         job.commit_key = b""
         timings = {k: round(v, 3) for k, v in job.t.items() if k.endswith("_ms")}
         timings.update(receipt_ms=round((t1 - t0) * 1e3, 3), verify_ms=round((t2 - t1) * 1e3, 3))
-        return Result(job.name, job.seq, proof, public, receipt, timings,
-                      {k: float(v) for k, v in dict(doc.get("timings_s", {})).items()}, job.attempts)
+        return Result(
+            job.name,
+            job.seq,
+            proof,
+            public,
+            receipt,
+            timings,
+            {k: float(v) for k, v in dict(doc.get("timings_s", {})).items()},
+            job.attempts,
+        )
 
     # -- many
-    def prove_many(self, inputs: Iterable[tuple[str, bytes, Sequence[str | None] | None]], *, concurrency: int = 2,
-                   on_result: Callable[[Result], None] | None = None,
-                   on_progress: Callable[[str], None] | None = None) -> list[Result]:
+    def prove_many(
+        self,
+        inputs: Iterable[tuple[str, bytes, Sequence[str | None] | None]],
+        *,
+        concurrency: int = 2,
+        on_result: Callable[[Result], None] | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> list[Result]:
         """Prove every input; results in input order. Raises at the first refused result or a gone session."""
         if concurrency < 1:
             raise SessionClientError("concurrency", "must be at least 1")
         say = on_progress or (lambda _m: None)
-        self.status()
+        state = self.status()
+        # A client that lost count (killed before it saved its record) moves on to the service's next number.
+        # The host could only lie upwards, which costs refusals, never a proof.
+        ahead = state.get("next_seq")
+        if isinstance(ahead, int) and ahead > self.record.next_seq:
+            say(f"the service's next number is {ahead}, the record's {self.record.next_seq}: moving on")
+            self.record.next_seq = ahead
         todo = [_Pending(name, ps.canonical_input(data), expect) for name, data, expect in inputs]
         results: dict[str, Result] = {}
         waiting: list[_Pending] = []
@@ -280,16 +355,19 @@ class SessionClient:
                     job.t["wait_ms"] = (time.perf_counter() - job.t.pop("submitted")) * 1e3
                     result = self._accept(job, doc)
                     results[job.name] = result
-                    say(f"{len(results)}/{len(todo)} {job.name}: request {job.seq} proved and checked "
-                        f"({result.timings_ms.get('wait_ms', 0):.0f} ms)")
+                    say(
+                        f"{len(results)}/{len(todo)} {job.name}: request {job.seq} proved and checked "
+                        f"({result.timings_ms.get('wait_ms', 0):.0f} ms)"
+                    )
                     if on_result:
                         on_result(result)
                 elif code == 410 and doc.get("kind") == "prover_crashed" and job.attempts <= self.retries:
                     say(f"{job.name}: request {job.seq} failed ({doc.get('message')}); sending it again")
                     queue.insert(0, job)
                 elif code == 410:
-                    raise SessionClientError(f"failed.{doc.get('kind')}",
-                                             f"request {job.seq} ({job.name}): {doc.get('message')}")
+                    raise SessionClientError(
+                        f"failed.{doc.get('kind')}", f"request {job.seq} ({job.name}): {doc.get('message')}"
+                    )
                 else:
                     self.status()
                     raise SessionClientError("result", f"request {job.seq}: GET answered {code}")

@@ -449,7 +449,13 @@ def load_groth16py_key(zkey: Path) -> Any:
 
 
 def backend_prove(
-    name: str, zkey: Path, wtns: Path, proof_json: Path, public_json: Path, n_public: int, tools: Toolchain,
+    name: str,
+    zkey: Path,
+    wtns: Path,
+    proof_json: Path,
+    public_json: Path,
+    n_public: int,
+    tools: Toolchain,
     loaded_key: Any = None,
 ) -> None:
     """The one backend contract: ``prove ZKEY WTNS PROOF_JSON PUBLIC_JSON``.

@@ -61,7 +61,7 @@ options:
     type: int
     default: 9010
   session_guest_port:
-    description: The port the session service listens on inside the guest (the image's C(zk_prover_session_port)).
+    description: The port the session service listens on inside the guest (C(zk_prover_session_port)).
     type: int
     default: 9010
   provider_guest_ip:

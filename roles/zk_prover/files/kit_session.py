@@ -79,8 +79,14 @@ def worker_main(circuit_dir: Path, work_root: Path) -> int:
         folder = Path(tempfile.mkdtemp(prefix="job-", dir=work_root))
         try:
             result = zk_prove.prove_job(
-                circuit_dir, json.dumps(job["input"]), folder, backend="groth16py", verifier="groth16py",
-                tools=tools, circuit=circuit, loaded_key=key,
+                circuit_dir,
+                json.dumps(job["input"]),
+                folder,
+                backend="groth16py",
+                verifier="groth16py",
+                tools=tools,
+                circuit=circuit,
+                loaded_key=key,
             )
             reply: dict[str, Any] = {
                 "ok": True,
@@ -109,7 +115,11 @@ class Worker:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
             env=self.env,
         )
         self.started += 1
@@ -133,9 +143,12 @@ class Worker:
             code = self.proc.wait()
             self.proc = None
             how = f"signal {-code}" if code < 0 else f"exit {code}"
-            return {"ok": False, "kind": "prover_crashed",
-                    "message": f"the prover crashed ({how}) on this request; nothing was proved for it. "
-                               "The service started a new prover: send the input again as a new request."}
+            return {
+                "ok": False,
+                "kind": "prover_crashed",
+                "message": f"the prover crashed ({how}) on this request; nothing was proved for it. "
+                "The service started a new prover: send the input again as a new request.",
+            }
         return dict(json.loads(line))
 
     def pid(self) -> int | None:
@@ -214,7 +227,9 @@ class Service:
             try:
                 self.state.check_header(raw)
                 if self.queue.full():
-                    raise ps.SessionRefused("busy", f"{self.queue.maxsize} requests are queued; send it again later")
+                    raise ps.SessionRefused(
+                        "busy", f"{self.queue.maxsize} requests are queued; send it again later"
+                    )
                 request = self.state.open(raw)
             except ps.SessionRefused as exc:
                 self.counts["refused"] += 1
@@ -224,7 +239,7 @@ class Service:
             self.counts["accepted"] += 1
             self._evict()
             self.queue.put_nowait(request.seq)
-            return request.seq
+            return int(request.seq)
 
     def _evict(self) -> None:
         finished = [s for s, j in self.jobs.items() if j.status in ("done", "failed")]
@@ -235,7 +250,10 @@ class Service:
         with self.lock:
             job = self.jobs.get(seq)
             if job is None:
-                return 404, {"error": "unknown", "message": f"no request {seq} in this session (or long gone)"}
+                return 404, {
+                    "error": "unknown",
+                    "message": f"no request {seq} in this session (or long gone)",
+                }
             if job.status in ("queued", "proving"):
                 return 202, {"seq": seq, "status": job.status}
             if job.status == "failed":
@@ -282,16 +300,24 @@ class Service:
                 # the input and its commit key are needed no longer
                 job.request = ps.Request(request.seq, {}, b"", b"", request.request_sha256)
             del request
-            log(f"request {seq}: {job.status} in {job.reply['service_s']:.3f} s"
-                + (f" ({reply.get('kind')})" if not reply.get("ok") else ""))
+            log(
+                f"request {seq}: {job.status} in {job.reply['service_s']:.3f} s"
+                + (f" ({reply.get('kind')})" if not reply.get("ok") else "")
+            )
 
     def _sign(self, request: ps.Request, reply: dict[str, Any]) -> dict[str, Any]:
         activation = self.state.activation
         if activation is None:
             return {"ok": False, "kind": "revoked", "message": "the session ended while proving"}
         try:
-            body = ps.receipt_body(request=request, proof=reply["proof"].encode(), public=reply["public"].encode(),
-                                   vkey=self.vkey, activation=activation, claims=self.claims())
+            body = ps.receipt_body(
+                request=request,
+                proof=reply["proof"].encode(),
+                public=reply["public"].encode(),
+                vkey=self.vkey,
+                activation=activation,
+                claims=self.claims(),
+            )
             reply["receipt"] = td_claims.sign_receipt(body, self.receipt_key)
         except Exception as exc:  # the claims cannot be made, the key is unreadable: no unsigned proof leaves
             return {"ok": False, "kind": "receipt", "message": f"the receipt could not be signed ({exc})"}
@@ -304,7 +330,7 @@ class Handler(BaseHTTPRequestHandler):
     service: Service
     max_bytes: int
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         return  # the access log would be the only place a request's path or size is logged: none
 
     def _send(self, status: int, doc: dict[str, Any]) -> None:
@@ -315,7 +341,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         if self.path == "/session":
             self._send(200, self.service.public_state())
         elif self.path.startswith("/results/") and self.path[9:].isdigit():
@@ -323,7 +349,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, {"error": "not_found", "message": "GET /session or /results/SEQ"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.path != "/requests":
             self._send(404, {"error": "not_found", "message": "POST /requests"})
             return
@@ -334,7 +360,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if length > self.max_bytes or length < 0:
             self.close_connection = True  # the body is never read
-            self._send(413, {"error": "oversized", "message": f"{length} bytes, the limit is {self.max_bytes}"})
+            self._send(
+                413, {"error": "oversized", "message": f"{length} bytes, the limit is {self.max_bytes}"}
+            )
             return
         raw = self.rfile.read(length)
         try:
@@ -362,16 +390,27 @@ def serve(args: argparse.Namespace) -> int:
     work_root = runtime / "work"
     work_root.mkdir(mode=0o700, exist_ok=True)
     state = ps.SessionState.fresh(args.max_request_bytes)
-    argv = [sys.executable, str(Path(__file__).resolve()), "worker", "--circuit-dir", str(args.circuit_dir),
-            "--work-dir", str(work_root)]
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "worker",
+        "--circuit-dir",
+        str(args.circuit_dir),
+        "--work-dir",
+        str(work_root),
+    ]
     workers = [Worker(argv) for _unused in range(args.workers)]
     for w in workers:
         w.start()
     service = Service(
-        state=state, key_dir=key_dir, runtime_dir=runtime,
+        state=state,
+        key_dir=key_dir,
+        runtime_dir=runtime,
         vkey=(Path(args.circuit_dir) / "verification_key.json").read_bytes(),
         receipt_key=(key_dir / "receipt_ed25519_key").read_bytes(),
-        claims=lambda: dict(quote.live_claims()), workers=workers, queue_size=args.queue,
+        claims=lambda: dict(quote.live_claims()),
+        workers=workers,
+        queue_size=args.queue,
     )
     service.publish_key()
     handler = type("BoundHandler", (Handler,), {"service": service, "max_bytes": args.max_request_bytes})

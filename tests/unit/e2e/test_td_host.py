@@ -32,7 +32,11 @@ def test_lab_forwards_bind_to_loopback_only(tmp_path: Path) -> None:
     argv = th.qemu_argv(spec(tmp_path))
     netdev = argv[argv.index("-netdev") + 1]
     forwards = [part for part in netdev.split(",") if part.startswith("hostfwd=")]
-    assert forwards == ["hostfwd=tcp:127.0.0.1:2222-:22", "hostfwd=tcp:127.0.0.1:9002-:9002"]
+    assert forwards == [
+        "hostfwd=tcp:127.0.0.1:2222-:22",
+        "hostfwd=tcp:127.0.0.1:9002-:9002",
+        "hostfwd=tcp:127.0.0.1:9010-:9010",
+    ]
     guest = [part for part in netdev.split(",") if part.startswith("guestfwd=")]
     assert guest == [
         "guestfwd=tcp:10.0.2.100:8890-cmd:nc -N 127.0.0.1 8890",
@@ -62,6 +66,8 @@ def test_tdx_mode_uses_tdx_guest_object_firmware_and_qgs(tmp_path: Path) -> None
         ({"mode": "kvm"}, "mode must be"),
         ({"ssh_port": 0}, "ssh_port"),
         ({"agent_port": 2222}, "must differ"),
+        ({"session_port": 2222}, "must differ"),
+        ({"session_guest_port": 0}, "session_guest_port must be a TCP port"),
         ({"cmdline": "  "}, "empty"),
         ({"cmdline": "a\nb"}, "one line"),
         ({"mode": "tdx"}, "TDX firmware"),

@@ -95,9 +95,9 @@ def test_unverified_proof_is_never_published(
     real = zk_prove.backend_prove
 
     def lying_backend(
-        name: str, zkey: Path, wtns: Path, proof: Path, public: Path, n: int, tools: object
+        name: str, zkey: Path, wtns: Path, proof: Path, public: Path, n: int, tools: object, loaded: object = None
     ) -> None:
-        real(name, zkey, wtns, proof, public, n, toolchain)
+        real(name, zkey, wtns, proof, public, n, toolchain, loaded)
         values = json.loads(public.read_text())
         public.write_text(json.dumps([values[0], "7"]))
 
