@@ -1,0 +1,240 @@
+"""The TD's session service (roles/zk_prover/files/kit_session.py) run as the guest runs it, with the tiny
+circuit, driven by the standalone client: many proofs, each receipt checked; refusals; a prover crash; a stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible_collections.teeproof.kit.plugins.module_utils import prover_session as ps
+from ansible_collections.teeproof.kit.plugins.module_utils import session_client as sc
+from ansible_collections.teeproof.kit.plugins.module_utils import zk_prove
+from conftest import ROOT, SECRET_A, SECRET_B, valid_input
+
+FAKE_QUOTE = '''
+import json, os
+from pathlib import Path
+KEY_DIR = Path(os.environ["FAKE_KEY_DIR"])
+def live_claims():
+    claims = json.loads(Path(os.environ["FAKE_CLAIMS"]).read_text())
+    claims["session_key"] = (KEY_DIR / "session_x25519.pub").read_text().strip()
+    return claims
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Lab:
+    """One session service in a temporary guest layout; ``record`` is what the attestation would leave."""
+
+    def __init__(self, root: Path, circuit_dir: Path, td: dict[str, Any], env: dict[str, str]) -> None:
+        self.root = root
+        self.lib = root / "lib"
+        self.lib.mkdir()
+        for src in (ROOT / "roles" / "zk_prover" / "files" / "kit_session.py",
+                    *(ROOT / "plugins" / "module_utils" / n for n in ("zk_prove.py", "prover_session.py",
+                                                                     "td_claims.py"))):
+            shutil.copy2(src, self.lib)
+        self.keys = root / "keys"
+        self.keys.mkdir(mode=0o700)
+        (self.keys / "receipt_ed25519_key").write_bytes(td["receipt_private"])
+        (root / "claims.json").write_text(json.dumps(td["claims"]))
+        (root / "quote.py").write_text(FAKE_QUOTE)
+        self.runtime = root / "run"
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.circuit_dir = circuit_dir
+        self.log = root / "service.log"
+        self.env = {**env, "FAKE_KEY_DIR": str(self.keys), "FAKE_CLAIMS": str(root / "claims.json"),
+                    "KIT_GUEST_LIB": str(self.lib), "PYTHONPATH": ""}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> None:
+        argv = [sys.executable, str(self.lib / "kit_session.py"), "serve", "--circuit-dir", str(self.circuit_dir),
+                "--bind", "127.0.0.1", "--port", str(self.port), "--key-dir", str(self.keys),
+                "--runtime-dir", str(self.runtime), "--quote-command", str(self.root / "quote.py"), *extra]
+        self.proc = subprocess.Popen(argv, stderr=self.log.open("ab"), stdout=subprocess.DEVNULL, env=self.env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/session", timeout=2):
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        raise AssertionError(self.log.read_text())
+
+    def session_key(self) -> str:
+        return (self.keys / "session_x25519.pub").read_text().strip()
+
+    def activate_record_only(self, nonce: bytes) -> sc.SessionRecord:
+        """A record for this service's address (for GETs), without an activation."""
+        key = self.session_key()
+        claims = {**json.loads((self.root / "claims.json").read_text()), "session_key": key}
+        return sc.SessionRecord(url=self.url, claims=claims, nonce=nonce.hex(), session_id="0" * 32,
+                                session_key=key, expires_at=2**40)
+
+    def activate(self, nonce: bytes, lifetime: int = 600) -> sc.SessionRecord:
+        act = ps.make_activation(self.session_key(), nonce, lifetime)
+        (self.runtime / "session.json").write_text(json.dumps(act.document()))
+        claims = {**json.loads((self.root / "claims.json").read_text()), "session_key": act.session_key}
+        return sc.SessionRecord(url=self.url, claims=claims, nonce=nonce.hex(), session_id=act.session_id,
+                                session_key=act.session_key, expires_at=act.expires_at)
+
+    def workers(self) -> list[int]:
+        assert self.proc is not None
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        return pids
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def lab(circuit_dir: Path, td: dict[str, Any], env: dict[str, str]) -> Iterator[Lab]:
+    root = Path(tempfile.mkdtemp(prefix="kit-session-"))
+    lab = Lab(root, circuit_dir, td, env)
+    yield lab
+    if lab.proc is not None and lab.proc.poll() is None:
+        lab.proc.kill()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def inputs(n: int) -> list[tuple[str, bytes, list[str | None] | None]]:
+    data = json.dumps(valid_input()).encode()
+    return [(f"in{i}", data, [str(SECRET_A + SECRET_B * 5 + 6), str(SECRET_A * SECRET_B)]) for i in range(n)]
+
+
+def test_many_proofs_each_receipt_checked(lab: Lab, circuit_dir: Path, nonce: bytes) -> None:
+    lab.start("--workers", "2", "--queue", "2")
+    record = lab.activate(nonce)
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY)
+    results = client.prove_many(inputs(6), concurrency=3)
+    assert [r.seq for r in results] == list(range(6)) and record.next_seq == 6
+    assert all(r.receipt["session_id"] == record.session_id for r in results)
+    assert all(r.timings_ms["receipt_ms"] >= 0 and r.attempts == 1 for r in results)
+    state = client.status()
+    assert state["counts"]["proved"] == 6 and state["worker_starts"] == 2  # the provers stayed loaded
+    assert str(SECRET_A) not in lab.log.read_text()
+    assert not list((lab.runtime / "work").iterdir())  # no witness or input file left
+
+
+def test_a_proof_that_does_not_verify_is_refused(lab: Lab, circuit_dir: Path, nonce: bytes) -> None:
+    lab.start()
+    record = lab.activate(nonce)
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY, verify=lambda _p, _q: False)
+    with pytest.raises(sc.SessionClientError) as exc:
+        client.prove_many(inputs(1))
+    assert exc.value.check == "proof"
+    wrong = sc.SessionClient(record, circuit_dir / zk_prove.VKEY)
+    with pytest.raises(sc.SessionClientError) as exc:
+        wrong.prove_many([("x", json.dumps(valid_input()).encode(), ["1"])])
+    assert exc.value.check == "public_signals"
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + "/requests", data=body, method="POST")) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_refusals_before_activation_and_before_reading(lab: Lab, circuit_dir: Path, nonce: bytes) -> None:
+    lab.start("--max-request-bytes", "2048")
+    env = {"kit_session": 1, "session": "0" * 32, "seq": 0, "ct": "A" * 88}
+    code, doc = _post(lab.url, json.dumps(env).encode())
+    assert (code, doc["error"]) == (403, "not_active")
+    with socket.create_connection(("127.0.0.1", lab.port)) as s:  # announces 1 MB, sends none of it
+        s.sendall(b"POST /requests HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+        answer = s.recv(4096)
+    assert b" 413 " in answer and b"oversized" in answer
+    # an activation for another key is refused and consumed
+    other = ps.public_key_text(ps.new_session_key()[0].public_key())
+    (lab.runtime / "session.json").write_text(json.dumps(ps.make_activation(other, nonce, 60).document()))
+    assert not sc.SessionClient(lab.activate_record_only(nonce), None)._http("GET", "/session")[1]["active"]
+    state = sc.SessionClient(lab.activate(nonce), None)._http("GET", "/session")[1]
+    assert state["active"]  # the second, right activation won; the wrong one left only a log line
+    assert "activation refused: activation.session_key" in lab.log.read_text()
+    assert _post(lab.url, b"garbage")[1]["error"] == "malformed"
+
+
+def test_prover_crash_fails_the_request_and_the_service_comes_back(
+    lab: Lab, circuit_dir: Path, nonce: bytes
+) -> None:
+    lab.start("--workers", "1")
+    record = lab.activate(nonce)
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY, retries=0)
+    client.prove_many(inputs(1))
+    (worker,) = lab.workers()
+    os.kill(worker, signal.SIGSTOP)  # it cannot answer; the request goes to it, then it dies
+    job = sc._Pending("crash", ps.canonical_input(json.dumps(valid_input()).encode()), None)
+    client._send(job)
+    deadline = time.monotonic() + 30
+    while client._http("GET", f"/results/{job.seq}")[1].get("status") != "proving" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(worker, signal.SIGKILL)
+    while (answer := client._http("GET", f"/results/{job.seq}"))[0] == 202 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert answer[0] == 410 and answer[1]["kind"] == "prover_crashed"
+    assert "signal 9" in answer[1]["message"] and "send the input again" in answer[1]["message"]
+    results = client.prove_many(inputs(2))  # a new prover, the same session
+    assert len(results) == 2 and client.status()["worker_starts"] == 2
+    assert worker not in lab.workers()
+
+
+def test_stop_loses_the_key_and_the_client_is_told_to_attest_again(
+    lab: Lab, circuit_dir: Path, nonce: bytes
+) -> None:
+    lab.start()
+    record = lab.activate(nonce)
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY)
+    client.prove_many(inputs(1))
+    assert lab.stop() == 0
+    assert not (lab.keys / "session_x25519.pub").exists() and not (lab.runtime / "work").exists()
+    with pytest.raises(sc.SessionGone, match="does not answer"):
+        client.prove_many(inputs(1))
+    lab.start()  # a reboot or a restart: another key at the same address
+    with pytest.raises(sc.SessionGone, match="another session key"):
+        client.prove_many(inputs(1))
+    expired = sc.SessionClient(record, circuit_dir / zk_prove.VKEY, clock=lambda: record.expires_at + 1.0)
+    with pytest.raises(sc.SessionGone, match="expired"):
+        expired.status()
+
+
+def test_record_round_trip_and_refusals(tmp_path: Path, td: dict[str, Any], nonce: bytes) -> None:
+    key = ps.public_key_text(ps.new_session_key()[0].public_key())
+    claims = {**td["claims"], "session_key": key}
+    record = sc.SessionRecord(url="http://127.0.0.1:1", claims=claims, nonce=nonce.hex(), session_id="a" * 32,
+                              session_key=key, expires_at=1, next_seq=4)
+    record.save(tmp_path / "r.json")
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o600
+    back = sc.SessionRecord.from_document(json.loads((tmp_path / "r.json").read_text()))
+    assert back == record
+    other = ps.public_key_text(ps.new_session_key()[0].public_key())
+    with pytest.raises(sc.SessionClientError, match="another session key"):
+        sc.SessionRecord.from_document({**record.document(), "session_key": other})
+    with pytest.raises(sc.SessionClientError, match="not a session record"):
+        sc.SessionRecord.from_document({"kit_session_record": 9})
+    with pytest.raises(sc.SessionClientError, match="malformed"):
+        sc.SessionRecord.from_document({**record.document(), "expires_at": "later"})
