@@ -39,7 +39,11 @@ def state(clock: Clock, nonce: bytes) -> ps.SessionState:
 def sealed(state: ps.SessionState, seq: int, data: Any = None, key: str | None = None) -> bytes:
     assert state.activation is not None
     return ps.seal_request(
-        key or state.session_key, state.activation.session_id, seq, data if data is not None else INPUT, COMMIT
+        key or state.session_key,
+        state.activation.session_id,
+        seq,
+        data if data is not None else INPUT,
+        COMMIT,
     )
 
 
@@ -83,14 +87,22 @@ def test_replay_and_reorder_are_refused(state: ps.SessionState) -> None:
         (json.dumps({"kit_session": 1, "session": "0" * 32, "seq": 0}).encode(), "malformed"),
         (json.dumps({"kit_session": 2, "session": "0" * 32, "seq": 0, "ct": "A" * 88}).encode(), "malformed"),
         (json.dumps({"kit_session": 1, "session": "ZZ", "seq": 0, "ct": "A" * 88}).encode(), "malformed"),
-        (json.dumps({"kit_session": 1, "session": "0" * 32, "seq": -1, "ct": "A" * 88}).encode(), "malformed"),
-        (json.dumps({"kit_session": 1, "session": "0" * 32, "seq": True, "ct": "A" * 88}).encode(), "malformed"),
+        (
+            json.dumps({"kit_session": 1, "session": "0" * 32, "seq": -1, "ct": "A" * 88}).encode(),
+            "malformed",
+        ),
+        (
+            json.dumps({"kit_session": 1, "session": "0" * 32, "seq": True, "ct": "A" * 88}).encode(),
+            "malformed",
+        ),
         (json.dumps({"kit_session": 1, "session": "0" * 32, "seq": 0, "ct": "!!"}).encode(), "malformed"),
         (json.dumps({"kit_session": 1, "session": "0" * 32, "seq": 0, "ct": "AAAA"}).encode(), "malformed"),
         (json.dumps({"kit_session": 1, "session": "0" * 32, "seq": 0, "ct": "A" * 88}).encode(), "session"),
     ],
 )
-def test_malformed_requests_are_refused_before_decryption(state: ps.SessionState, raw: bytes, kind: str) -> None:
+def test_malformed_requests_are_refused_before_decryption(
+    state: ps.SessionState, raw: bytes, kind: str
+) -> None:
     assert refused(state, raw) == kind
     assert state.next_seq == 0
 
@@ -101,7 +113,9 @@ def test_wrong_key_changed_bytes_and_moved_header_do_not_decrypt(state: ps.Sessi
     env = json.loads(sealed(state, 0))
     ct = bytearray(base64.b64decode(env["ct"]))
     ct[40] ^= 0x80
-    assert refused(state, td_claims.canonical({**env, "ct": base64.b64encode(bytes(ct)).decode()})) == "decrypt"
+    assert (
+        refused(state, td_claims.canonical({**env, "ct": base64.b64encode(bytes(ct)).decode()})) == "decrypt"
+    )
     # the header of request 1 on the ciphertext of request 0: seq is bound into HPKE's info
     state.open(sealed(state, 0))
     env0 = json.loads(sealed(state, 0))
@@ -115,10 +129,17 @@ def test_a_sealed_non_request_is_refused_after_decryption(state: ps.SessionState
     from cryptography.hazmat.primitives import hpke
 
     suite = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
-    body = suite.encrypt(b'{"input": [], "commit_key": "00"}', ps.parse_session_key(state.session_key),
-                         info=ps._info(state.activation.session_id, 0))
-    env = {"kit_session": 1, "session": state.activation.session_id, "seq": 0,
-           "ct": base64.b64encode(body).decode()}
+    body = suite.encrypt(
+        b'{"input": [], "commit_key": "00"}',
+        ps.parse_session_key(state.session_key),
+        info=ps._info(state.activation.session_id, 0),
+    )
+    env = {
+        "kit_session": 1,
+        "session": state.activation.session_id,
+        "seq": 0,
+        "ct": base64.b64encode(body).decode(),
+    }
     assert refused(state, td_claims.canonical(env)) == "input"
 
 
@@ -137,7 +158,7 @@ def test_activation_checks(clock: Clock, nonce: bytes) -> None:
     s = ps.SessionState.fresh()
     s.clock = clock
     other_key = ps.public_key_text(ps.new_session_key()[0].public_key())
-    with pytest.raises(ps.SessionError, match="activation.session_key"):
+    with pytest.raises(ps.SessionError, match=r"activation\.session_key"):
         s.activate(ps.make_activation(other_key, nonce, 60, now=clock.now).document())
     with pytest.raises(ps.SessionError, match="already passed"):
         s.activate(ps.make_activation(s.session_key, nonce, 60, now=clock.now - 120).document())
@@ -165,8 +186,9 @@ def test_activation_checks(clock: Clock, nonce: bytes) -> None:
 def _receipt(state: ps.SessionState, td: dict[str, Any], request: ps.Request) -> tuple[dict[str, Any], dict]:
     assert state.activation is not None
     claims = {**td["claims"], "session_key": state.session_key}
-    body = ps.receipt_body(request=request, proof=b"P", public=b"[1]", vkey=b"V", activation=state.activation,
-                           claims=claims)
+    body = ps.receipt_body(
+        request=request, proof=b"P", public=b"[1]", vkey=b"V", activation=state.activation, claims=claims
+    )
     return td_claims.sign_receipt(body, td["receipt_private"]), claims
 
 
@@ -176,16 +198,27 @@ def test_session_receipt_checks_every_field(state: ps.SessionState, td: dict[str
     signed, claims = _receipt(state, td, request)
     assert state.activation is not None
     expected = {
-        "session_id": state.activation.session_id, "seq": 0, "request_sha256": td_claims.sha256_hex(raw),
-        "proof_sha256": td_claims.sha256_hex(b"P"), "public_sha256": td_claims.sha256_hex(b"[1]"),
+        "session_id": state.activation.session_id,
+        "seq": 0,
+        "request_sha256": td_claims.sha256_hex(raw),
+        "proof_sha256": td_claims.sha256_hex(b"P"),
+        "public_sha256": td_claims.sha256_hex(b"[1]"),
         "vkey_sha256": td_claims.sha256_hex(b"V"),
-        "input_commitment": td_claims.input_commitment(COMMIT, ps.canonical_input(json.dumps(INPUT).encode())),
-        "nonce": nonce.hex(), "claims_sha512": td_claims.claims_digest(claims).hex(),
+        "input_commitment": td_claims.input_commitment(
+            COMMIT, ps.canonical_input(json.dumps(INPUT).encode())
+        ),
+        "nonce": nonce.hex(),
+        "claims_sha512": td_claims.claims_digest(claims).hex(),
     }
     key = claims["receipt_key"]
     ps.check_session_receipt(signed, receipt_key=key, expected=expected)
-    for name, value in [("seq", 1), ("request_sha256", "0" * 64), ("proof_sha256", "1" * 64),
-                        ("session_id", "2" * 32), ("nonce", "3" * 64)]:
+    for name, value in [
+        ("seq", 1),
+        ("request_sha256", "0" * 64),
+        ("proof_sha256", "1" * 64),
+        ("session_id", "2" * 32),
+        ("nonce", "3" * 64),
+    ]:
         with pytest.raises(ps.SessionError) as exc:
             ps.check_session_receipt(signed, receipt_key=key, expected={**expected, name: value})
         assert exc.value.field == f"receipt.{name}"
@@ -207,8 +240,11 @@ def test_an_old_proof_under_a_new_request_is_refused(state: ps.SessionState, td:
     state.open(raw1)
     assert state.activation is not None
     with pytest.raises(ps.SessionError) as exc:
-        ps.check_session_receipt(old, receipt_key=claims["receipt_key"],
-                                 expected={"seq": 1, "request_sha256": td_claims.sha256_hex(raw1)})
+        ps.check_session_receipt(
+            old,
+            receipt_key=claims["receipt_key"],
+            expected={"seq": 1, "request_sha256": td_claims.sha256_hex(raw1)},
+        )
     assert exc.value.field == "receipt.seq"
 
 

@@ -1,5 +1,6 @@
 """The TD's session service (roles/zk_prover/files/kit_session.py) run as the guest runs it, with the tiny
-circuit, driven by the standalone client: many proofs, each receipt checked; refusals; a prover crash; a stop."""
+circuit, driven by the standalone client: many proofs, each receipt checked; refusals; a prover crash; a
+stop."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ansible_collections.teeproof.kit.plugins.module_utils import session_client
 from ansible_collections.teeproof.kit.plugins.module_utils import zk_prove
 from conftest import ROOT, SECRET_A, SECRET_B, valid_input
 
-FAKE_QUOTE = '''
+FAKE_QUOTE = """
 import json, os
 from pathlib import Path
 KEY_DIR = Path(os.environ["FAKE_KEY_DIR"])
@@ -32,7 +33,7 @@ def live_claims():
     claims = json.loads(Path(os.environ["FAKE_CLAIMS"]).read_text())
     claims["session_key"] = (KEY_DIR / "session_x25519.pub").read_text().strip()
     return claims
-'''
+"""
 
 
 def _free_port() -> int:
@@ -48,9 +49,13 @@ class Lab:
         self.root = root
         self.lib = root / "lib"
         self.lib.mkdir()
-        for src in (ROOT / "roles" / "zk_prover" / "files" / "kit_session.py",
-                    *(ROOT / "plugins" / "module_utils" / n for n in ("zk_prove.py", "prover_session.py",
-                                                                     "td_claims.py"))):
+        for src in (
+            ROOT / "roles" / "zk_prover" / "files" / "kit_session.py",
+            *(
+                ROOT / "plugins" / "module_utils" / n
+                for n in ("zk_prove.py", "prover_session.py", "td_claims.py")
+            ),
+        ):
             shutil.copy2(src, self.lib)
         self.keys = root / "keys"
         self.keys.mkdir(mode=0o700)
@@ -62,15 +67,37 @@ class Lab:
         self.url = f"http://127.0.0.1:{self.port}"
         self.circuit_dir = circuit_dir
         self.log = root / "service.log"
-        self.env = {**env, "FAKE_KEY_DIR": str(self.keys), "FAKE_CLAIMS": str(root / "claims.json"),
-                    "KIT_GUEST_LIB": str(self.lib), "PYTHONPATH": ""}
+        self.env = {
+            **env,
+            "FAKE_KEY_DIR": str(self.keys),
+            "FAKE_CLAIMS": str(root / "claims.json"),
+            "KIT_GUEST_LIB": str(self.lib),
+            "PYTHONPATH": "",
+        }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *extra: str) -> None:
-        argv = [sys.executable, str(self.lib / "kit_session.py"), "serve", "--circuit-dir", str(self.circuit_dir),
-                "--bind", "127.0.0.1", "--port", str(self.port), "--key-dir", str(self.keys),
-                "--runtime-dir", str(self.runtime), "--quote-command", str(self.root / "quote.py"), *extra]
-        self.proc = subprocess.Popen(argv, stderr=self.log.open("ab"), stdout=subprocess.DEVNULL, env=self.env)
+        argv = [
+            sys.executable,
+            str(self.lib / "kit_session.py"),
+            "serve",
+            "--circuit-dir",
+            str(self.circuit_dir),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--key-dir",
+            str(self.keys),
+            "--runtime-dir",
+            str(self.runtime),
+            "--quote-command",
+            str(self.root / "quote.py"),
+            *extra,
+        ]
+        self.proc = subprocess.Popen(
+            argv, stderr=self.log.open("ab"), stdout=subprocess.DEVNULL, env=self.env
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -87,15 +114,27 @@ class Lab:
         """A record for this service's address (for GETs), without an activation."""
         key = self.session_key()
         claims = {**json.loads((self.root / "claims.json").read_text()), "session_key": key}
-        return sc.SessionRecord(url=self.url, claims=claims, nonce=nonce.hex(), session_id="0" * 32,
-                                session_key=key, expires_at=2**40)
+        return sc.SessionRecord(
+            url=self.url,
+            claims=claims,
+            nonce=nonce.hex(),
+            session_id="0" * 32,
+            session_key=key,
+            expires_at=2**40,
+        )
 
     def activate(self, nonce: bytes, lifetime: int = 600) -> sc.SessionRecord:
         act = ps.make_activation(self.session_key(), nonce, lifetime)
         (self.runtime / "session.json").write_text(json.dumps(act.document()))
         claims = {**json.loads((self.root / "claims.json").read_text()), "session_key": act.session_key}
-        return sc.SessionRecord(url=self.url, claims=claims, nonce=nonce.hex(), session_id=act.session_id,
-                                session_key=act.session_key, expires_at=act.expires_at)
+        return sc.SessionRecord(
+            url=self.url,
+            claims=claims,
+            nonce=nonce.hex(),
+            session_id=act.session_id,
+            session_key=act.session_key,
+            expires_at=act.expires_at,
+        )
 
     def workers(self) -> list[int]:
         assert self.proc is not None
@@ -167,7 +206,9 @@ def test_refusals_before_activation_and_before_reading(lab: Lab, circuit_dir: Pa
     assert (code, doc["error"]) == (403, "not_active")
     with socket.create_connection(("127.0.0.1", lab.port)) as s:  # announces 1 MB, sends none of it
         s.sendall(b"POST /requests HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
-        answer = s.recv(4096)
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
     assert b" 413 " in answer and b"oversized" in answer
     # an activation for another key is refused and consumed
     other = ps.public_key_text(ps.new_session_key()[0].public_key())
@@ -191,7 +232,10 @@ def test_prover_crash_fails_the_request_and_the_service_comes_back(
     job = sc._Pending("crash", ps.canonical_input(json.dumps(valid_input()).encode()), None)
     client._send(job)
     deadline = time.monotonic() + 30
-    while client._http("GET", f"/results/{job.seq}")[1].get("status") != "proving" and time.monotonic() < deadline:
+    while (
+        client._http("GET", f"/results/{job.seq}")[1].get("status") != "proving"
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     os.kill(worker, signal.SIGKILL)
     while (answer := client._http("GET", f"/results/{job.seq}"))[0] == 202 and time.monotonic() < deadline:
@@ -225,8 +269,15 @@ def test_stop_loses_the_key_and_the_client_is_told_to_attest_again(
 def test_record_round_trip_and_refusals(tmp_path: Path, td: dict[str, Any], nonce: bytes) -> None:
     key = ps.public_key_text(ps.new_session_key()[0].public_key())
     claims = {**td["claims"], "session_key": key}
-    record = sc.SessionRecord(url="http://127.0.0.1:1", claims=claims, nonce=nonce.hex(), session_id="a" * 32,
-                              session_key=key, expires_at=1, next_seq=4)
+    record = sc.SessionRecord(
+        url="http://127.0.0.1:1",
+        claims=claims,
+        nonce=nonce.hex(),
+        session_id="a" * 32,
+        session_key=key,
+        expires_at=1,
+        next_seq=4,
+    )
     record.save(tmp_path / "r.json")
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o600
     back = sc.SessionRecord.from_document(json.loads((tmp_path / "r.json").read_text()))

@@ -95,7 +95,14 @@ def test_unverified_proof_is_never_published(
     real = zk_prove.backend_prove
 
     def lying_backend(
-        name: str, zkey: Path, wtns: Path, proof: Path, public: Path, n: int, tools: object, loaded: object = None
+        name: str,
+        zkey: Path,
+        wtns: Path,
+        proof: Path,
+        public: Path,
+        n: int,
+        tools: object,
+        loaded: object = None,
     ) -> None:
         real(name, zkey, wtns, proof, public, n, toolchain, loaded)
         values = json.loads(public.read_text())
