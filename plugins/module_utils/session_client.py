@@ -11,6 +11,9 @@ result is accepted only after its receipt (signature by the quoted receipt key; 
 digest, proof, public signals, verification key, input commitment, nonce, claims) and its Groth16 proof check
 out. A request the prover crashed on is sent again as a new request (``retries``). A session that is gone
 (revoked, expired, rebooted TD, another key at the address) raises ``SessionGone``: attest again.
+``prove_all`` does that itself when it is given an ``attest`` hook (``bin/kit-session --attest-command``): the
+inputs not yet proved go to the new session as new requests, so no input is lost and no proof is accepted
+outside an attested session.
 """
 
 from __future__ import annotations
@@ -374,3 +377,58 @@ class SessionClient:
             if time.monotonic() > deadline:
                 raise SessionClientError("timeout", f"{len(waiting) + len(queue)} request(s) unanswered")
         return [results[job.name] for job in todo]
+
+
+Job = tuple[str, bytes, Sequence[str | None] | None]
+
+
+def prove_all(
+    record: SessionRecord,
+    jobs: Sequence[Job],
+    *,
+    make_client: Callable[[SessionRecord], SessionClient],
+    attest: Callable[[], SessionRecord] | None = None,
+    max_attests: int = 1,
+    concurrency: int = 2,
+    on_result: Callable[[SessionRecord, Result], None] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> tuple[list[Result], SessionRecord, int]:
+    """Prove every job, in a live session or, when it is gone, in a new one (``attest`` returns its record).
+
+    Results come back in job order with the record they were proved under and the number of attestations
+    made here. A session that goes while requests are in flight loses nothing: every job without an accepted
+    result is sent again, as a new request under the new session's key. Without ``attest``, or after
+    ``max_attests``, ``SessionGone`` is raised as it is.
+    """
+    names = [job[0] for job in jobs]
+    if len(set(names)) != len(names):
+        raise SessionClientError("jobs", "every job needs its own name")
+    say = on_progress or (lambda _m: None)
+    done: dict[str, Result] = {}
+    attests = 0
+    while len(done) < len(jobs):
+        current = record
+
+        def keep(result: Result, current: SessionRecord = current) -> None:
+            done[result.name] = result
+            if on_result:
+                on_result(current, result)
+
+        try:
+            make_client(current).prove_many(
+                [job for job in jobs if job[0] not in done],
+                concurrency=concurrency,
+                on_result=keep,
+                on_progress=say,
+            )
+        except SessionGone as exc:
+            if attest is None or attests >= max_attests:
+                raise
+            attests += 1
+            say(
+                f"session gone ({exc}); attesting again ({attests} of at most {max_attests}), "
+                f"{len(jobs) - len(done)} input(s) still to prove"
+            )
+            record = attest()
+            say(f"new session {record.session_id[:8]} attested; going on")
+    return [done[name] for name in names], record, attests

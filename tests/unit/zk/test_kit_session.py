@@ -289,3 +289,94 @@ def test_record_round_trip_and_refusals(tmp_path: Path, td: dict[str, Any], nonc
         sc.SessionRecord.from_document({"kit_session_record": 9})
     with pytest.raises(sc.SessionClientError, match="malformed"):
         sc.SessionRecord.from_document({**record.document(), "expires_at": "later"})
+
+
+def test_a_session_gone_mid_run_is_attested_again_and_nothing_is_lost(
+    lab: Lab, circuit_dir: Path, nonce: bytes
+) -> None:
+    lab.start("--workers", "1")
+    first = lab.activate(nonce)
+    seen: list[tuple[str, str]] = []
+
+    def keep(record: sc.SessionRecord, result: sc.Result) -> None:
+        seen.append((result.name, record.session_id))
+        if len(seen) == 1:  # the TD reboots after the first proof: the key and the session are gone
+            assert lab.stop() == 0
+            lab.start("--workers", "1")
+
+    attests: list[sc.SessionRecord] = []
+
+    def attest() -> sc.SessionRecord:
+        attests.append(lab.activate(os.urandom(32)))
+        return attests[-1]
+
+    results, record, count = sc.prove_all(
+        first,
+        inputs(4),
+        make_client=lambda r: sc.SessionClient(r, circuit_dir / zk_prove.VKEY),
+        attest=attest,
+        concurrency=1,
+        on_result=keep,
+    )
+    assert count == 1 and record is attests[0] and record.session_id != first.session_id
+    assert [r.name for r in results] == ["in0", "in1", "in2", "in3"]
+    assert seen[0] == ("in0", first.session_id)
+    assert {sid for _n, sid in seen[1:]} == {record.session_id}  # the rest only under the new session
+    assert all(r.receipt["session_id"] == sid for r, (_n, sid) in zip(results, sorted(seen), strict=True))
+
+
+def test_without_an_attest_hook_or_past_its_limit_a_gone_session_is_raised(
+    lab: Lab, circuit_dir: Path, nonce: bytes
+) -> None:
+    lab.start()
+    record = lab.activate(nonce)
+    assert lab.stop() == 0
+
+    def client(r: sc.SessionRecord) -> sc.SessionClient:
+        return sc.SessionClient(r, circuit_dir / zk_prove.VKEY)
+
+    with pytest.raises(sc.SessionGone):
+        sc.prove_all(record, inputs(1), make_client=client)
+    calls: list[int] = []
+
+    def attest_to_nothing() -> sc.SessionRecord:  # attests, but the service is gone again at once
+        calls.append(1)
+        return record
+
+    with pytest.raises(sc.SessionGone):
+        sc.prove_all(record, inputs(1), make_client=client, attest=attest_to_nothing, max_attests=2)
+    assert len(calls) == 2
+    with pytest.raises(sc.SessionClientError, match="own name"):
+        sc.prove_all(record, [*inputs(1), *inputs(1)], make_client=client)
+
+
+def _kit_session(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "kit-session"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_refuses_when_attesting_again_fails(
+    lab: Lab, circuit_dir: Path, nonce: bytes, tmp_path: Path
+) -> None:
+    lab.start()
+    record = lab.activate(nonce)
+    assert lab.stop() == 0  # revoked: the service and its key are gone
+    path = tmp_path / "session.json"
+    record.save(path)
+    (tmp_path / "in.json").write_text(json.dumps(valid_input()))
+    common = ["prove", "--record", str(path), "--vkey", str(circuit_dir / zk_prove.VKEY)]
+    common += ["--input", str(tmp_path / "in.json"), "--out", str(tmp_path / "out")]
+    done = _kit_session(*common)
+    assert done.returncode == 20 and "SESSION GONE" in done.stderr
+    done = _kit_session(*common, "--attest-command", "false")
+    assert done.returncode == 22 and "the attest command failed (exit 1)" in done.stderr
+    done = _kit_session(*common, "--attest-command", "true")
+    assert done.returncode == 22 and "left no new session record" in done.stderr
+    assert not list((tmp_path / "out").iterdir())  # no proof, and no input went anywhere
+    assert str(SECRET_A) not in done.stderr + done.stdout
+    done = _kit_session(*common, "--concurrency", "0")
+    assert done.returncode == 2 and "--concurrency must be at least 1" in done.stderr
