@@ -162,6 +162,18 @@ def groth16py_verifier(vkey: Path) -> Callable[[bytes, bytes], bool]:
     return check
 
 
+def _service_timings(doc: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    timings = doc.get("service_ms")
+    for name, value in timings.items() if isinstance(timings, dict) else []:
+        if isinstance(value, (int, float)):
+            out[str(name)] = float(value)
+    for name in ("queued_s", "service_s"):
+        if isinstance(doc.get(name), (int, float)):
+            out[name] = float(doc[name])
+    return out
+
+
 def _refuse_all(_proof: bytes, _public: bytes) -> bool:
     return False
 
@@ -176,6 +188,8 @@ class Result:
     timings_ms: dict[str, float]
     prover_timings_s: dict[str, float]
     attempts: int = 1
+    # the service's own: checks + HPKE decryption (open_ms) and receipt signing (sign_ms), queueing (queued_s)
+    service_timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -199,6 +213,7 @@ class SessionClient:
         verify: Callable[[bytes, bytes], bool] | None = None,
         timeout: float = 600.0,
         poll_s: float = 0.05,
+        long_poll_s: float = 20.0,
         retries: int = 1,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -206,7 +221,8 @@ class SessionClient:
         self.vkey = vkey.read_bytes() if vkey is not None else b""
         self.verify = verify or (groth16py_verifier(vkey) if vkey is not None else _refuse_all)
         self.timeout = timeout
-        self.poll_s = poll_s
+        self.poll_s = poll_s  # between retries of a request the service was too busy to queue
+        self.long_poll_s = long_poll_s  # how long the service may hold a GET /results/SEQ?wait=S
         self.retries = retries
         self.clock = clock
 
@@ -316,6 +332,7 @@ class SessionClient:
             timings,
             {k: float(v) for k, v in dict(doc.get("timings_s", {})).items()},
             job.attempts,
+            _service_timings(doc),
         )
 
     # -- many
@@ -348,34 +365,35 @@ class SessionClient:
                 job = queue.pop(0)
                 self._send(job)
                 waiting.append(job)
-            time.sleep(self.poll_s)
-            for job in list(waiting):
-                code, doc = self._http("GET", f"/results/{job.seq}")
-                if code == 202:
-                    continue
-                waiting.remove(job)
-                if code == 200:
-                    job.t["wait_ms"] = (time.perf_counter() - job.t.pop("submitted")) * 1e3
-                    result = self._accept(job, doc)
-                    results[job.name] = result
-                    say(
-                        f"{len(results)}/{len(todo)} {job.name}: request {job.seq} proved and checked "
-                        f"({result.timings_ms.get('wait_ms', 0):.0f} ms)"
-                    )
-                    if on_result:
-                        on_result(result)
-                elif code == 410 and doc.get("kind") == "prover_crashed" and job.attempts <= self.retries:
-                    say(f"{job.name}: request {job.seq} failed ({doc.get('message')}); sending it again")
-                    queue.insert(0, job)
-                elif code == 410:
-                    raise SessionClientError(
-                        f"failed.{doc.get('kind')}", f"request {job.seq} ({job.name}): {doc.get('message')}"
-                    )
-                else:
-                    self.status()
-                    raise SessionClientError("result", f"request {job.seq}: GET answered {code}")
-            if time.monotonic() > deadline:
-                raise SessionClientError("timeout", f"{len(waiting) + len(queue)} request(s) unanswered")
+            # A long poll on the oldest request: the answer comes as soon as its proof is ready. The service
+            # proves in order, so the others are usually ready by the time they are the oldest.
+            job = waiting[0]
+            code, doc = self._http("GET", f"/results/{job.seq}?wait={self.long_poll_s:g}")
+            if code == 202:
+                if time.monotonic() > deadline:
+                    raise SessionClientError("timeout", f"{len(waiting) + len(queue)} request(s) unanswered")
+                continue
+            waiting.remove(job)
+            if code == 200:
+                job.t["wait_ms"] = (time.perf_counter() - job.t.pop("submitted")) * 1e3
+                result = self._accept(job, doc)
+                results[job.name] = result
+                say(
+                    f"{len(results)}/{len(todo)} {job.name}: request {job.seq} proved and checked "
+                    f"({result.timings_ms.get('wait_ms', 0):.0f} ms)"
+                )
+                if on_result:
+                    on_result(result)
+            elif code == 410 and doc.get("kind") == "prover_crashed" and job.attempts <= self.retries:
+                say(f"{job.name}: request {job.seq} failed ({doc.get('message')}); sending it again")
+                queue.insert(0, job)
+            elif code == 410:
+                raise SessionClientError(
+                    f"failed.{doc.get('kind')}", f"request {job.seq} ({job.name}): {doc.get('message')}"
+                )
+            else:
+                self.status()
+                raise SessionClientError("result", f"request {job.seq}: GET answered {code}")
         return [results[job.name] for job in todo]
 
 

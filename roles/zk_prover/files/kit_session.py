@@ -10,7 +10,8 @@ after the verifier's PASS, leaves the activation (``session.json``) in its runti
 untrusted host's network (HTTP, every request HPKE-sealed to the session key; prover_session.py):
 
   POST /requests        a sealed request -> 202 {"seq"} once it decrypted and is queued; refusals say why
-  GET  /results/SEQ     202 while queued or proving; 200 {proof, public, receipt}; 410 {error} if it failed
+  GET  /results/SEQ     202 while queued or proving; 200 {proof, public, receipt}; 410 {error} if it failed;
+                        ?wait=S holds the answer until the request is finished (at most S, at most 30 s)
   GET  /session         the public state (key, session id, next number, expiry, queue)
 
 Each worker keeps the circuit and its proving key loaded (groth16py) and proves one request at a time; the
@@ -29,6 +30,7 @@ import importlib.util
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -52,6 +54,9 @@ import prover_session as ps  # noqa: E402
 import td_claims  # noqa: E402
 
 SESSION_KEY_FILE = "session_x25519.pub"
+# How long a GET /results/SEQ?wait=S is held at most (a long poll: it answers once the proof is ready).
+MAX_WAIT_S = 30.0
+RESULT_PATH = re.compile(r"/results/([0-9]{1,15})(?:\?wait=([0-9]{1,3}(?:\.[0-9]{1,3})?))?")
 ACTIVATION_FILE = "session.json"
 
 
@@ -169,6 +174,7 @@ class Job:
     status: str = "queued"  # queued -> proving -> done | failed
     reply: dict[str, Any] = field(default_factory=dict)
     received: float = field(default_factory=time.monotonic)
+    open_ms: float = 0.0  # the checks and the HPKE decryption of the request
 
 
 class Service:
@@ -196,6 +202,7 @@ class Service:
         self.results_kept = results_kept
         self.jobs: OrderedDict[int, Job] = OrderedDict()
         self.lock = threading.Lock()
+        self.finished = threading.Condition(self.lock)  # notified whenever a job is done or failed
         self.counts = {"accepted": 0, "proved": 0, "failed": 0, "refused": 0}
 
     # -- key and activation
@@ -230,12 +237,14 @@ class Service:
                     raise ps.SessionRefused(
                         "busy", f"{self.queue.maxsize} requests are queued; send it again later"
                     )
+                t = time.perf_counter()
                 request = self.state.open(raw)
+                open_ms = (time.perf_counter() - t) * 1e3
             except ps.SessionRefused as exc:
                 self.counts["refused"] += 1
                 log(f"refused: {exc.kind}")
                 raise
-            self.jobs[request.seq] = Job(request)
+            self.jobs[request.seq] = Job(request, open_ms=round(open_ms, 3))
             self.counts["accepted"] += 1
             self._evict()
             self.queue.put_nowait(request.seq)
@@ -246,9 +255,15 @@ class Service:
         while len(self.jobs) > self.results_kept and finished:
             del self.jobs[finished.pop(0)]
 
-    def result(self, seq: int) -> tuple[int, dict[str, Any]]:
+    def result(self, seq: int, wait_s: float = 0.0) -> tuple[int, dict[str, Any]]:
+        """The state of request ``seq``; with ``wait_s``, held until it is finished or that time passed."""
+        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
         with self.lock:
-            job = self.jobs.get(seq)
+            while (job := self.jobs.get(seq)) is not None and job.status in ("queued", "proving"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.finished.wait(left)
             if job is None:
                 return 404, {
                     "error": "unknown",
@@ -290,12 +305,16 @@ class Service:
             request = job.request
             started = time.monotonic()
             reply = worker.run({"input": request.input_data})
+            signing = time.perf_counter()
             reply = self._sign(request, reply) if reply.get("ok") else reply
+            sign_ms = (time.perf_counter() - signing) * 1e3
             with self.lock:
                 job.reply = {k: v for k, v in reply.items() if k != "ok"}
                 job.reply["service_s"] = round(time.monotonic() - started, 4)
                 job.reply["queued_s"] = round(started - job.received, 4)
+                job.reply["service_ms"] = {"open_ms": job.open_ms, "sign_ms": round(sign_ms, 3)}
                 job.status = "done" if reply.get("ok") else "failed"
+                self.finished.notify_all()
                 self.counts["proved" if reply.get("ok") else "failed"] += 1
                 # the input and its commit key are needed no longer
                 job.request = ps.Request(request.seq, {}, b"", b"", request.request_sha256)
@@ -344,10 +363,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/session":
             self._send(200, self.service.public_state())
-        elif self.path.startswith("/results/") and self.path[9:].isdigit():
-            self._send(*self.service.result(int(self.path[9:])))
+        elif match := RESULT_PATH.fullmatch(self.path):
+            self._send(*self.service.result(int(match[1]), float(match[2] or 0)))
         else:
-            self._send(404, {"error": "not_found", "message": "GET /session or /results/SEQ"})
+            self._send(404, {"error": "not_found", "message": "GET /session or /results/SEQ[?wait=SECONDS]"})
 
     def do_POST(self) -> None:
         if self.path != "/requests":

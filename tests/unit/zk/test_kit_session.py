@@ -380,3 +380,19 @@ def test_cli_refuses_when_attesting_again_fails(
     assert str(SECRET_A) not in done.stderr + done.stdout
     done = _kit_session(*common, "--concurrency", "0")
     assert done.returncode == 2 and "--concurrency must be at least 1" in done.stderr
+
+
+def test_a_long_poll_answers_when_the_proof_is_ready(lab: Lab, circuit_dir: Path, nonce: bytes) -> None:
+    lab.start("--workers", "1")
+    record = lab.activate(nonce)
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY)
+    job = sc._Pending("lp", ps.canonical_input(json.dumps(valid_input()).encode()), None)
+    client._send(job)
+    code, doc = client._http("GET", f"/results/{job.seq}?wait=30")
+    assert code == 200 and doc["status"] == "done"  # one call, no polling
+    assert set(doc["service_ms"]) == {"open_ms", "sign_ms"}
+    result = client._accept(job, doc)
+    assert result.service_timings["open_ms"] >= 0 and "queued_s" in result.service_timings
+    assert client._http("GET", "/results/99?wait=5")[0] == 404  # unknown: answered at once
+    for bad in ("/results/0?wait=x", "/results/0?wait=-1", "/results/0?wait=1&x=2", "/results/-1"):
+        assert client._http("GET", bad)[0] == 404
