@@ -63,6 +63,7 @@ class Guest:
             smp=int(smp),
             ssh_port=free_port(),
             agent_port=free_port(),
+            session_port=free_port(),  # a lab left running by bin/kit site holds its own
             # no registrar runs here: the guest's forward leads to a free port (the agent stops there)
             registrar_port=free_port(),
             kit_root=str(ROOT),
