@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from ansible_collections.teeproof.kit.plugins.module_utils import prover_session as ps
 from ansible_collections.teeproof.kit.plugins.module_utils import td_claims
@@ -397,7 +397,7 @@ class SessionClient:
         return [results[job.name] for job in todo]
 
 
-Job = tuple[str, bytes, Sequence[str | None] | None]
+Job: TypeAlias = "tuple[str, bytes, Sequence[str | None] | None]"
 
 
 def prove_all(

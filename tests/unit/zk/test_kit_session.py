@@ -356,6 +356,7 @@ def _kit_session(*argv: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
 
 
