@@ -1,0 +1,51 @@
+"""prove.yml refuses bad inputs in its first step, on the controller, before any host is touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+
+def run_prove(tmp_path: Path, extra: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "KIT_BUILD_DIR": str(tmp_path / "build"),
+    }
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(ROOT / "inventories" / "lab")]
+    argv += [str(ROOT / "playbooks" / "prove.yml"), "-e", json.dumps(extra)]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        (
+            {"prove_mode": "session", "prove_session_inputs": ["/nope/in.json"]},
+            "cannot statx '/nope/in.json'",
+        ),
+        (
+            {"prove_mode": "session", "prove_session_inputs": ["IN"], "prove_session_expected": ["IN", "IN"]},
+            "prove_session_expected empty or one file per input",
+        ),
+        ({"prove_mode": "session", "prove_session_concurrency": 0}, "prove_session_concurrency >= 1"),
+        ({"prove_mode": "session", "prove_session_lifetime": 5}, "prove_session_lifetime >= 60"),
+        ({"prove_mode": "batch"}, "prove_mode must be one of: job, session"),
+        ({}, "prove_input_file: the path of your private input JSON"),
+    ],
+)
+def test_bad_prove_inputs_stop_the_first_step(tmp_path: Path, extra: dict[str, object], reason: str) -> None:
+    real = tmp_path / "in.json"
+    real.write_text("{}")
+    extra = json.loads(json.dumps(extra).replace('"IN"', json.dumps(str(real))))
+    done = run_prove(tmp_path, extra)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert reason in " ".join(out.split()), out[-3000:]
+    assert "PLAY [Fetch the verifier's CA for the agent]" not in out  # no later step ran
