@@ -94,19 +94,24 @@ def lab_guest_running() -> bool:
         return s.connect_ex(("127.0.0.1", int(lab["kit_lab_ports"]["guest_ssh"]))) == 0
 
 
-def lab_up(log: Path) -> None:
-    """Bring the site lab up as bin/kit site does (image and artifacts are cache hits after a first run)."""
+def run_lab_playbook(playbook: str, log: Path, failed: str, extra: dict[str, Any] | None = None) -> float:
+    """playbooks/PLAYBOOK on the lab inventory, its output to log: its wall time, or exit with its tail."""
     argv = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         "-i",
         str(ROOT / "inventories" / "lab"),
-        str(ROOT / "playbooks" / "site.yml"),
+        str(ROOT / "playbooks" / playbook),
     ]
+    if extra is not None:
+        argv += ["-e", json.dumps(extra)]
+    t = time.perf_counter()
     with log.open("w") as handle:
         done = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    wall = time.perf_counter() - t
     if done.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-25:])
-        raise SystemExit(f"the lab did not come up (playbooks/site.yml failed): {log}\n{tail}")
+        raise SystemExit(f"{failed} (playbooks/{playbook} failed): {log}\n{tail}")
+    return wall
 
 
 def make_inputs(folder: Path, n: int, tag: str) -> list[tuple[Path, Path]]:
@@ -447,24 +452,12 @@ def lab_session(n: int, pairs: list[tuple[Path, Path]], prove_dir: Path) -> dict
         "prove_session_expected": [str(p[1]) for p in pairs[:n]],
         "prove_session_concurrency": 1,
     }
-    log = prove_dir / f"bench-session-n{n}.log"
-    argv = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
-        "-i",
-        str(ROOT / "inventories" / "lab"),
-        str(ROOT / "playbooks" / "prove.yml"),
-        "-e",
-        json.dumps(extra),
-    ]
-    t = time.perf_counter()
-    with log.open("w") as handle:
-        done = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, check=False)
-    wall = time.perf_counter() - t
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text().splitlines()[-25:])
-        raise SystemExit(
-            f"the lab session of N={n} failed (is the lab up? bin/kit site starts it): {log}\n{tail}"
-        )
+    wall = run_lab_playbook(
+        "prove.yml",
+        prove_dir / f"bench-session-n{n}.log",
+        f"the lab session of N={n} failed (is the lab up? bin/kit site starts it)",
+        extra,
+    )
     phases = json.loads((prove_dir / "session" / "phases.json").read_text())
     report = json.loads((prove_dir / "session" / "report.json").read_text())
     attestation = float(phases["attestation_total_s"])
@@ -686,7 +679,8 @@ def main() -> int:
         build_dev_artifacts(MAIN, circuit, INCLUDES, name="semaphore20")
         pairs = make_inputs(work / "inputs", max(N_SERIES), "host")
         cores = os.cpu_count() or 1
-        if lab_guest_running():
+        lab_running = lab_guest_running()
+        if lab_running:
             say(
                 "  WARNING: a lab guest is running; it takes CPU time from this host's figures (bin/kit stop)"
             )
@@ -698,7 +692,7 @@ def main() -> int:
             "circuit": "semaphore20 (Semaphore v4, depth 20: 6,431 constraints)",
             "repeat": args.repeat,
             "quiet_host": {
-                "lab_guest_running": lab_guest_running(),
+                "lab_guest_running": lab_running,
                 "load_average_1m": round(os.getloadavg()[0], 2),
             },
             "published_ms": PUBLISHED_MS,
@@ -743,7 +737,10 @@ def main() -> int:
             if not lab_guest_running():
                 say("  bringing the lab up (playbooks/site.yml, as bin/kit site; it stays up)")
                 prove_dir.mkdir(parents=True, exist_ok=True)
-                lab_up(build / "lab" / "bench-session-site.log")
+                # the image and artifacts are cache hits after a first run
+                run_lab_playbook(
+                    "site.yml", build / "lab" / "bench-session-site.log", "the lab did not come up"
+                )
             lab_pairs = make_inputs(work / "lab-inputs", max(N_SERIES), "lab")
             for n in N_SERIES:
                 run = lab_session(n, lab_pairs, prove_dir)
