@@ -28,6 +28,7 @@ PROGRAMS = {
     "keylime_agent_compat": ROOT / "roles" / "keylime_agent" / "files" / "keylime_agent_compat.py",
     "canary": ROOT / "molecule" / "e2e" / "files" / "canary.py",
     "role_readme": ROOT / "tools" / "role_readme.py",
+    "lab_status": ROOT / "tools" / "lab_status.py",
     "zkemail_bench": ROOT / "benchmarks" / "zkemail.py",
 }
 

@@ -26,7 +26,6 @@ import hashlib
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,13 +38,6 @@ from ansible_collections.teeproof.kit.plugins.module_utils import ima_log, td_la
 ROOT = Path(__file__).resolve().parents[2]
 
 SIMULATED = "SIMULATED vTPM (swtpm, host-controlled) under QEMU TCG: lab only, not a security boundary"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Guest:
@@ -61,11 +53,11 @@ class Guest:
             cmdline=(image_dir / "cmdline").read_text().strip(),
             memory_mib=int(memory),
             smp=int(smp),
-            ssh_port=free_port(),
-            agent_port=free_port(),
-            session_port=free_port(),  # a lab left running by bin/kit site holds its own
+            ssh_port=td_launch.free_port(),
+            agent_port=td_launch.free_port(),
+            session_port=td_launch.free_port(),  # a lab left running by bin/kit site holds its own
             # no registrar runs here: the guest's forward leads to a free port (the agent stops there)
-            registrar_port=free_port(),
+            registrar_port=td_launch.free_port(),
             kit_root=str(ROOT),
         )
         self.port = self.spec.ssh_port

@@ -59,13 +59,17 @@ class LaunchSpec:
     image_dir: str
     run_dir: str
     cmdline: str
+    # This machine's loopback ports the launch binds (SSH, agent, session service) and the registrar's port it
+    # forwards the guest to. They have no default: each launch names its own (the lab's from its port table,
+    # kit_lab.yml; tests and the image check take free ones), so no launch takes a running lab's port.
+    ssh_port: int
+    agent_port: int
+    # The guest's session service (session mode: roles/zk_prover kit-session), forwarded like the agent.
+    session_port: int
+    registrar_port: int
     memory_mib: int = 2048
     smp: int = 2
-    ssh_port: int = 2222
-    agent_port: int = 9002
     agent_guest_port: int = 9002
-    # The guest's session service (session mode: roles/zk_prover kit-session), forwarded like the agent.
-    session_port: int = 9010
     session_guest_port: int = 9010
     # The guest reaches its own SIMULATED provider at provider_guest_ip:provider_guest_port (baked into the
     # image); this launch forwards that address to its provider's unix socket in run_dir, and the provider
@@ -76,7 +80,6 @@ class LaunchSpec:
     # network that this launch forwards to registrar_host:registrar_port (guestfwd). One image thus serves
     # every lab on a machine, each with its own registrar port.
     registrar_host: str = "127.0.0.1"
-    registrar_port: int = 8890
     registrar_guest_ip: str = "10.0.2.100"
     registrar_guest_port: int = 8890
     firmware: str = ""
@@ -499,11 +502,22 @@ def stop(spec: LaunchSpec) -> bool:
     return changed
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing holds now (the kernel's choice), for a launch of its own."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def _check_ports_free(spec: LaunchSpec) -> None:
-    ports = [spec.ssh_port, spec.agent_port, spec.session_port]
-    busy = [p for p in ports if port_open(p)]
+    ports = {"ssh_port": spec.ssh_port, "agent_port": spec.agent_port, "session_port": spec.session_port}
+    busy = [f"127.0.0.1:{port} ({name})" for name, port in ports.items() if port_open(port)]
     if busy:
-        raise TdHostError(f"127.0.0.1 port(s) {busy} already in use: another guest or service is running")
+        raise TdHostError(
+            f"{', '.join(busy)} already in use: another guest or service holds it. 'bin/kit status' shows a "
+            "running lab ('bin/kit stop' stops it); or give this launch other ports"
+        )
 
 
 def start(spec: LaunchSpec, python: str, boot_timeout: float, runner: Runner = _run) -> dict[str, Any]:

@@ -183,7 +183,9 @@ def test_activation_checks(clock: Clock, nonce: bytes) -> None:
         ps.parse_activation(b"{")
 
 
-def _receipt(state: ps.SessionState, td: dict[str, Any], request: ps.Request) -> tuple[dict[str, Any], dict]:
+def _receipt(
+    state: ps.SessionState, td: dict[str, Any], request: ps.Request
+) -> tuple[dict[str, Any], dict[str, Any]]:
     assert state.activation is not None
     claims = {**td["claims"], "session_key": state.session_key}
     body = ps.receipt_body(

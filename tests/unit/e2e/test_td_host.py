@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,23 +25,29 @@ def spec(tmp_path: Path, **kw: object) -> th.LaunchSpec:
         "run_dir": str(tmp_path / "run"),
         "cmdline": "root=/dev/vda rw console=ttyS0",
         "kit_root": str(tmp_path),
+        # free ports: a test never takes a running lab's (tests/unit/conftest.py holds them all)
+        "ssh_port": th.free_port(),
+        "agent_port": th.free_port(),
+        "session_port": th.free_port(),
+        "registrar_port": th.free_port(),
     }
     base.update(kw)
     return th.LaunchSpec(**base)  # type: ignore[arg-type]
 
 
 def test_lab_forwards_bind_to_loopback_only(tmp_path: Path) -> None:
-    argv = th.qemu_argv(spec(tmp_path))
+    ports = {"ssh_port": 12222, "agent_port": 19002, "session_port": 19010, "registrar_port": 18890}
+    argv = th.qemu_argv(spec(tmp_path, **ports))
     netdev = argv[argv.index("-netdev") + 1]
     forwards = [part for part in netdev.split(",") if part.startswith("hostfwd=")]
     assert forwards == [
-        "hostfwd=tcp:127.0.0.1:2222-:22",
-        "hostfwd=tcp:127.0.0.1:9002-:9002",
-        "hostfwd=tcp:127.0.0.1:9010-:9010",
+        "hostfwd=tcp:127.0.0.1:12222-:22",
+        "hostfwd=tcp:127.0.0.1:19002-:9002",
+        "hostfwd=tcp:127.0.0.1:19010-:9010",
     ]
     guest = [part for part in netdev.split(",") if part.startswith("guestfwd=")]
     assert guest == [
-        "guestfwd=tcp:10.0.2.100:8890-cmd:nc -N 127.0.0.1 8890",
+        "guestfwd=tcp:10.0.2.100:8890-cmd:nc -N 127.0.0.1 18890",
         f"guestfwd=tcp:10.0.2.101:8479-cmd:sh -c 'cat {tmp_path / 'run' / 'provider.token'} - "
         f"| nc -N -U {tmp_path / 'run' / 'provider.sock'}'",
     ]
@@ -65,14 +73,14 @@ def test_tdx_mode_uses_tdx_guest_object_firmware_and_qgs(tmp_path: Path) -> None
     [
         ({"mode": "kvm"}, "mode must be"),
         ({"ssh_port": 0}, "ssh_port"),
-        ({"agent_port": 2222}, "must differ"),
-        ({"session_port": 2222}, "must differ"),
+        ({"ssh_port": 2222, "agent_port": 2222}, "must differ"),
+        ({"ssh_port": 2222, "session_port": 2222}, "must differ"),
         ({"session_guest_port": 0}, "session_guest_port must be a TCP port"),
         ({"cmdline": "  "}, "empty"),
         ({"cmdline": "a\nb"}, "one line"),
         ({"mode": "tdx"}, "TDX firmware"),
         ({"memory_mib": 64}, "memory_mib"),
-        ({"registrar_port": 2222}, "must differ"),
+        ({"ssh_port": 2222, "registrar_port": 2222}, "must differ"),
         ({"registrar_port": 70000}, "registrar_port"),
         ({"registrar_guest_ip": "10.0.2.2"}, "free address"),
         ({"registrar_guest_ip": "10.0.3.100"}, "free address"),
@@ -90,7 +98,7 @@ def test_bad_specs_are_refused(tmp_path: Path, kw: dict[str, object], needle: st
 
 def test_two_labs_share_no_port_or_folder(tmp_path: Path) -> None:
     """A second lab (the test scenarios') forwards to its own registrar and binds its own ports."""
-    site = spec(tmp_path, run_dir=str(tmp_path / "lab" / "site"))
+    site = spec(tmp_path, run_dir=str(tmp_path / "lab" / "site"), registrar_port=8890)
     e2e = spec(
         tmp_path,
         run_dir=str(tmp_path / "lab" / "e2e"),
@@ -121,9 +129,10 @@ def test_two_labs_share_no_port_or_folder(tmp_path: Path) -> None:
 
 def test_spec_digest_changes_with_the_command_line(tmp_path: Path) -> None:
     a = spec(tmp_path)
-    b = spec(tmp_path, cmdline="root=/dev/vda rw console=ttyS0 kit.tamper=1")
+    b = dataclasses.replace(a, cmdline="root=/dev/vda rw console=ttyS0 kit.tamper=1")
     assert a.digest() != b.digest()
-    assert a.digest() == spec(tmp_path).digest()
+    assert a.digest() == th.LaunchSpec(**dataclasses.asdict(a)).digest()
+    assert a.digest() != dataclasses.replace(a, session_port=a.session_port + 1).digest()
 
 
 def test_status_and_stop_of_nothing_are_idempotent(tmp_path: Path) -> None:
@@ -163,7 +172,7 @@ def test_stop_kills_only_the_recorded_process(tmp_path: Path) -> None:
 
 
 def test_failed_boot_reports_the_serial_tail(tmp_path: Path) -> None:
-    s = spec(tmp_path, ssh_port=47222, agent_port=47002)
+    s = spec(tmp_path)
 
     def runner(argv: Sequence[str]) -> None:
         if argv[0] == "qemu-system-x86_64":
@@ -189,9 +198,9 @@ def test_failed_boot_reports_the_serial_tail(tmp_path: Path) -> None:
 def test_missing_netcat_is_named_before_anything_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s = spec(tmp_path, ssh_port=47223, agent_port=47003)
+    s = spec(tmp_path)
     started: list[str] = []
-    monkeypatch.setattr(th.shutil, "which", lambda name: None if name == "nc" else "/usr/bin/" + name)
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "nc" else "/usr/bin/" + name)
     with pytest.raises(th.TdHostError, match="netcat-openbsd"):
         th.start(s, sys.executable, boot_timeout=5, runner=lambda argv: started.append(argv[0]))
     assert started == []
@@ -204,3 +213,17 @@ def test_swtpm_ca_config_is_private_to_the_run_folder(tmp_path: Path) -> None:
     assert "/var/lib/swtpm-localca" not in text
     assert str(files["setup_conf"]) in th.swtpm_setup_argv(tmp_path / "run")
     assert "--not-overwrite" in th.swtpm_setup_argv(tmp_path / "run")
+
+
+def test_a_launch_on_a_running_labs_port_is_refused_by_name(
+    tmp_path: Path, site_lab_ports_held: dict[str, int]
+) -> None:
+    """A second launch on a running lab's port is refused before anything starts, naming the port."""
+    s = spec(tmp_path, session_port=site_lab_ports_held["guest_session"])
+    started: list[str] = []
+    with pytest.raises(th.TdHostError) as err:
+        th.start(s, sys.executable, boot_timeout=5, runner=lambda argv: started.append(argv[0]))
+    assert f"127.0.0.1:{site_lab_ports_held['guest_session']} (session_port) already in use" in str(err.value)
+    assert "bin/kit status" in str(err.value)
+    assert started == []
+    assert str(s.ssh_port) not in str(err.value)

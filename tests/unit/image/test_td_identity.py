@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,7 +34,7 @@ def _load(path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> M
 
 
 @pytest.fixture
-def guest(tmp_path: Path, td: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def guest(tmp_path: Path, td: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """A guest's live state in tmp_path: boot keys, the agent's published identity, the image id."""
     keys = tmp_path / "run" / "kit-td"
     keys.mkdir(parents=True)

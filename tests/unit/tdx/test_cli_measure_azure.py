@@ -256,7 +256,12 @@ def test_guest_report_data_binds_its_own_claims(
     assert not hasattr(guest, "report_data_for")  # no caller-supplied binding any more
     asked: list[bytes] = []
     monkeypatch.setattr(guest, "TSM_ROOT", tmp_path / "no-tsm")
-    monkeypatch.setattr(guest, "quote_from_simulated_provider", lambda rd, url: asked.append(rd) or b"QUOTE")
+
+    def provider(rd: bytes, url: str) -> bytes:
+        asked.append(rd)
+        return b"QUOTE"
+
+    monkeypatch.setattr(guest, "quote_from_simulated_provider", provider)
     nonce = b"\x07" * 32
     out = guest.get_quote(nonce, td["claims"], "http://10.0.2.101:8479/quote")
     canon = json.dumps(td["claims"], sort_keys=True, separators=(",", ":")).encode()

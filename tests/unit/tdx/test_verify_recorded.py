@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from ansible_collections.teeproof.kit.plugins.module_utils import tdx_quote, tdx_verify
@@ -90,7 +91,7 @@ def test_report_data_binding_checks_nonce(intel_quote: bytes, intel_collateral: 
 
 
 def test_policy_validation_names_the_bad_key(tmp_path: object) -> None:
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "mr_tdd": {"mr_tdd": "00" * 48},
         "rtmr2": {"rtmr2": "00" * 47},
         "'rtmr1'": {"rtmr1": "zz" * 48},

@@ -100,7 +100,7 @@ def test_no_run_of_tasks_stands_twice() -> None:
 
 
 def test_the_check_finds_a_copy(tmp_path: Path) -> None:
-    tasks = [{"name": f"t{i}", "ansible.builtin.debug": {"msg": i}} for i in range(4)]
+    tasks: list[dict[str, Any]] = [{"name": f"t{i}", "ansible.builtin.debug": {"msg": i}} for i in range(4)]
     renamed = [{**t, "name": "other " + t["name"]} for t in tasks[1:]]
     seen: dict[str, set[str]] = defaultdict(set)
     for where, block in (("a", tasks), ("b", renamed)):

@@ -110,7 +110,7 @@ def test_a_genuine_receipt_passes_every_check(job: dict[str, Any]) -> None:
 
 
 def _bundle_with(job: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
-    bundle = copy.deepcopy(job["bundle"])
+    bundle: dict[str, Any] = copy.deepcopy(job["bundle"])
     node = bundle
     for key in path[:-1]:
         node = node[key]

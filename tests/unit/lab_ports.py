@@ -1,0 +1,40 @@
+"""The site lab's port table: what the unit tests' guard (tests/unit/conftest.py) holds."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_TABLE = ROOT / "inventories" / "local" / "group_vars" / "all" / "kit_lab.yml"
+
+
+def site_lab_ports(table: Path = LAB_TABLE) -> dict[str, int]:
+    """The site lab's ports on this machine's loopback, by name (``kit_lab_ports``)."""
+    data = yaml.safe_load(table.read_text(encoding="utf-8"))
+    ports = data.get("kit_lab_ports") if isinstance(data, dict) else None
+    if not isinstance(ports, dict) or not ports:
+        raise ValueError(f"{table} has no kit_lab_ports table")
+    out: dict[str, int] = {}
+    for name, port in ports.items():
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"{table}: kit_lab_ports.{name} is not a TCP port: {port!r}")
+        out[str(name)] = port
+    return out
+
+
+def hold_port(port: int) -> socket.socket | None:
+    """A socket listening on 127.0.0.1:PORT, or None when something else holds the port already."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen(8)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            return None
+        raise
+    return sock

@@ -1,0 +1,110 @@
+"""tools/lab_status.py (bin/kit status): the status run's JSON as one report, exit 0 / 3 / 1."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import lab_status
+import pytest
+
+VECTORS = Path(__file__).parent / "vectors"
+TABLE = {
+    "kit_lab": "site",
+    "ports": {"verifier": 8881, "registrar": 8890, "registrar_tls": 8891},
+    "folder": "/kit/build/lab/site",
+}
+
+
+def guest(running: bool, **kw: Any) -> dict[str, Any]:
+    procs = {"qemu": running, "swtpm": running, "provider": running}
+    return {
+        "action": "teeproof.kit.td_host_guest",
+        "running": running,
+        "processes": procs,
+        "matches_spec": running,
+        "ssh_port": 2222,
+        "agent_port": 9002,
+        "session_port": 9010,
+        "serial_log": "/kit/build/lab/site/td-host/serial.log",
+        "simulated": True,
+        "notice": "SIMULATED: lab launch",
+        **({"ssh_ready": True} if running else {}),
+        **kw,
+    }
+
+
+def containers(*states: tuple[str, bool]) -> dict[str, Any]:
+    return {
+        "action": "containers.podman.podman_container_info",
+        "containers": [
+            {"Name": name, "State": {"Status": "up" if up else "exited", "Running": up, "StartedAt": "T0"}}
+            for name, up in states
+        ],
+    }
+
+
+def run_of(*results: dict[str, Any]) -> dict[str, Any]:
+    table = {"action": "ansible.builtin.debug", "msg": TABLE}
+    tasks = [
+        {"task": {"name": f"task {i}"}, "hosts": {"build-host": result}}
+        for i, result in enumerate([table, *results])
+    ]
+    return {"plays": [{"play": {"name": "lab"}, "tasks": tasks}], "stats": {}}
+
+
+def report(run: object) -> tuple[int, str]:
+    out = io.StringIO()
+    rc = lab_status.main([], stdin=io.StringIO(json.dumps(run)), stdout=out)
+    return rc, out.getvalue()
+
+
+def test_a_running_lab_is_one_report_with_its_ports_and_container() -> None:
+    rc, text = report(run_of(guest(True), containers(("kit-client", True))))
+    assert rc == lab_status.RUNNING
+    lines = text.splitlines()
+    assert lines[0] == f"{lab_status.MARK_RUNNING} kit lab 'site': running"
+    assert "Guest: running, SSH answers (qemu up, swtpm up, provider up)" in text
+    assert "SIMULATED" in text
+    ports = next(line for line in lines if "Ports:" in line)
+    for part in ("verifier 127.0.0.1:8881", "registrar_tls 127.0.0.1:8891", "guest_session 127.0.0.1:9010"):
+        assert part in ports
+    assert "Container: kit-client: up since T0" in text
+    assert "Stop: bin/kit stop" in text
+    assert "TASK" not in text and "PLAY RECAP" not in text
+
+
+def test_a_stopped_lab_says_how_to_start_it() -> None:
+    rc, text = report(run_of(guest(False), containers()))
+    assert rc == lab_status.STOPPED
+    assert text.startswith(f"{lab_status.MARK_STOPPED} kit lab 'site': stopped")
+    assert "Guest: not running (qemu down, swtpm down, provider down)" in text
+    assert "Container: none" in text and "Start: bin/kit site" in text
+
+
+def test_a_half_stopped_lab_and_a_stale_guest_are_named() -> None:
+    half = guest(False, processes={"qemu": False, "swtpm": True, "provider": False})
+    assert "partly running (bin/kit stop cleans up)" in report(run_of(half))[1]
+    stale = guest(True, matches_spec=False)
+    assert "launched from another spec" in report(run_of(stale))[1]
+
+
+def test_a_failed_status_run_names_the_task() -> None:
+    failed = {"action": "teeproof.kit.td_host_guest", "failed": True, "msg": "no image"}
+    rc, text = report(run_of(failed))
+    assert rc == lab_status.FAILED
+    assert text.startswith(f"{lab_status.MARK_FAILED} kit lab 'site': the status run failed")
+    assert "Error: task 1: no image" in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "PLAY [x] ***", json.dumps({"plays": [], "stats": {}}), json.dumps([1])],
+)
+def test_output_that_is_not_a_status_run_is_refused(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = io.StringIO()
+    assert lab_status.main([], stdin=io.StringIO(text), stdout=out) == lab_status.FAILED
+    assert out.getvalue() == ""
+    assert "bin/kit status: cannot read the status run" in capsys.readouterr().err
