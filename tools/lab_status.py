@@ -4,7 +4,8 @@
 Reads the JSON that ``ansible-playbook playbooks/lab.yml -e kit_lab_action=status`` prints with Ansible's
 ``ansible.posix.json`` output on standard input, and prints the lab's name, its guest (QEMU, vTPM and the
 SIMULATED provider), its ports, folder, serial log and client containers, without Ansible's task recap.
-Exit status as ``systemctl status``: 0 when the lab runs, 3 when it does not, 1 when the status run failed.
+Exit status as ``systemctl status``: 0 when the whole lab runs (its guest and every client container), 3 when
+it does not or only in part, 1 when the status run failed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ GUEST_ACTION = "teeproof.kit.td_host_guest"
 CONTAINERS_ACTION = "containers.podman.podman_container_info"
 # The guest's ports in the launcher's result, and their names in the lab's table (kit_lab_ports).
 GUEST_PORTS = (("ssh", "ssh_port"), ("agent", "agent_port"), ("session", "session_port"))
+# The order the report lists processes and ports in (Ansible's JSON output sorts them by name).
+PROCESS_ORDER = ("qemu", "swtpm", "provider")
+PORT_ORDER = ("verifier", "registrar", "registrar_tls", "guest_ssh", "guest_agent", "guest_session")
 
 
 @dataclass
@@ -70,16 +74,21 @@ def _guest_lines(guest: dict[str, Any]) -> list[str]:
     if not guest:
         return ["not reported"]
     procs = guest.get("processes", {})
-    parts = ", ".join(f"{name} {'up' if up else 'down'}" for name, up in procs.items())
+    names = sorted(
+        procs, key=lambda n: (PROCESS_ORDER.index(n) if n in PROCESS_ORDER else len(PROCESS_ORDER), n)
+    )
+    parts = ", ".join(f"{name} {'up' if procs[name] else 'down'}" for name in names)
     if guest.get("running"):
-        state = "running" + (", SSH answers" if guest.get("ssh_ready") else ", SSH does not answer yet")
+        state = f"running ({parts})" + (
+            ", SSH answers" if guest.get("ssh_ready") else ", SSH does not answer yet"
+        )
         if not guest.get("matches_spec"):
-            state += "; launched from another spec than the inventory's (bin/kit site relaunches it)"
+            state += "; launched from another spec than this checkout's (bin/kit site relaunches it)"
     elif any(procs.values()):
-        state = "partly running (bin/kit stop cleans up)"
+        state = f"partly running ({parts}): bin/kit stop cleans up"
     else:
-        state = "not running"
-    lines = [f"{state} ({parts})" if parts else state]
+        state = f"not running ({parts})" if parts else "not running"
+    lines = [state]
     if guest.get("simulated"):
         lines.append(str(guest.get("notice", "SIMULATED")))
     return lines
@@ -90,7 +99,8 @@ def _port_line(lab: dict[str, Any], guest: dict[str, Any]) -> str:
     for name, key in GUEST_PORTS:
         if key in guest:
             ports.setdefault(f"guest_{name}", guest[key])
-    return ", ".join(f"{name} 127.0.0.1:{port}" for name, port in ports.items())
+    names = sorted(ports, key=lambda n: (PORT_ORDER.index(n) if n in PORT_ORDER else len(PORT_ORDER), n))
+    return ", ".join(f"{name} 127.0.0.1:{ports[name]}" for name in names)
 
 
 def _container_line(container: dict[str, Any]) -> str:
@@ -101,10 +111,20 @@ def _container_line(container: dict[str, Any]) -> str:
     return line
 
 
+def _parts(status: LabStatus) -> list[bool]:
+    """Whether each part of the lab runs: the guest, then each client container."""
+    return [bool(status.guest.get("running"))] + [
+        bool(c.get("State", {}).get("Running")) for c in status.containers
+    ]
+
+
 def running(status: LabStatus) -> bool:
-    return bool(status.guest.get("running")) or any(
-        c.get("State", {}).get("Running") for c in status.containers
-    )
+    """The whole lab runs: its guest and every client container."""
+    return all(_parts(status)) and bool(status.containers)
+
+
+def anything_runs(status: LabStatus) -> bool:
+    return any(_parts(status)) or any(status.guest.get("processes", {}).values())
 
 
 def render(status: LabStatus) -> str:
@@ -114,6 +134,8 @@ def render(status: LabStatus) -> str:
         head = f"{MARK_FAILED} kit lab {name!r}: the status run failed"
     elif running(status):
         head = f"{MARK_RUNNING} kit lab {name!r}: running"
+    elif anything_runs(status):
+        head = f"{MARK_RUNNING} kit lab {name!r}: partly running"
     else:
         head = f"{MARK_STOPPED} kit lab {name!r}: stopped"
     rows: list[tuple[str, str]] = []
@@ -129,9 +151,9 @@ def render(status: LabStatus) -> str:
     rows.append(("Container", containers[0]))
     rows += [("", line) for line in containers[1:]]
     rows += [("Error", error) for error in status.errors]
-    if running(status):
+    if anything_runs(status):
         rows.append(("Stop", "bin/kit stop"))
-    elif not status.errors:
+    if not running(status) and not status.errors:
         rows.append(("Start", "bin/kit site"))
     width = max(len(label) for label, _unused in rows)
     body = [f"  {label.rjust(width)}{':' if label else ' '} {text}" for label, text in rows]

@@ -146,7 +146,7 @@ def client_side(extra: dict[str, object], check: bool) -> subprocess.CompletedPr
     import json
 
     inventory = (
-        "all:\n  children:\n    keylime_client:\n      hosts:\n"
+        "all:\n  children:\n    verifier:\n      hosts:\n"
         f"        {CONTAINER}:\n          ansible_connection: containers.podman.podman\n"
         "          ansible_python_interpreter: /usr/bin/python3\n"
         "          keylime_server_ca_password: molecule-test-ca-password\n"

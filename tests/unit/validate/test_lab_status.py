@@ -66,7 +66,7 @@ def test_a_running_lab_is_one_report_with_its_ports_and_container() -> None:
     assert rc == lab_status.RUNNING
     lines = text.splitlines()
     assert lines[0] == f"{lab_status.MARK_RUNNING} kit lab 'site': running"
-    assert "Guest: running, SSH answers (qemu up, swtpm up, provider up)" in text
+    assert "Guest: running (qemu up, swtpm up, provider up), SSH answers" in text
     assert "SIMULATED" in text
     ports = next(line for line in lines if "Ports:" in line)
     for part in ("verifier 127.0.0.1:8881", "registrar_tls 127.0.0.1:8891", "guest_session 127.0.0.1:9010"):
@@ -86,7 +86,10 @@ def test_a_stopped_lab_says_how_to_start_it() -> None:
 
 def test_a_half_stopped_lab_and_a_stale_guest_are_named() -> None:
     half = guest(False, processes={"qemu": False, "swtpm": True, "provider": False})
-    assert "partly running (bin/kit stop cleans up)" in report(run_of(half))[1]
+    assert (
+        "partly running (qemu down, swtpm up, provider down): bin/kit stop cleans up"
+        in report(run_of(half))[1]
+    )
     stale = guest(True, matches_spec=False)
     assert "launched from another spec" in report(run_of(stale))[1]
 
@@ -108,3 +111,30 @@ def test_output_that_is_not_a_status_run_is_refused(text: str, capsys: pytest.Ca
     assert lab_status.main([], stdin=io.StringIO(text), stdout=out) == lab_status.FAILED
     assert out.getvalue() == ""
     assert "bin/kit status: cannot read the status run" in capsys.readouterr().err
+
+
+def _vector(name: str) -> str:
+    return (VECTORS / name).read_text()
+
+
+def test_a_recorded_run_beside_a_running_site_lab() -> None:
+    """bin/kit status's JSON, recorded on 2026-12-05 beside the lab bin/kit site left running."""
+    out = io.StringIO()
+    rc = lab_status.main([], stdin=io.StringIO(_vector("lab-status-running.json")), stdout=out)
+    text = out.getvalue()
+    assert rc == lab_status.RUNNING
+    assert text.startswith(f"{lab_status.MARK_RUNNING} kit lab 'site': running")
+    assert "Guest: running (qemu up, swtpm up, provider up), SSH answers" in text
+    assert "verifier 127.0.0.1:8881, registrar 127.0.0.1:8890" in text
+    assert "guest_session 127.0.0.1:9010" in text
+    assert "Container: kit-client: running since 2026-12-05T" in text
+
+
+def test_a_recorded_run_with_the_guest_stopped_and_the_container_up() -> None:
+    out = io.StringIO()
+    rc = lab_status.main([], stdin=io.StringIO(_vector("lab-status-guest-stopped.json")), stdout=out)
+    assert rc == lab_status.STOPPED
+    text = out.getvalue()
+    assert text.startswith(f"{lab_status.MARK_RUNNING} kit lab 'site': partly running")
+    assert "Guest: not running (qemu down, swtpm down, provider down)" in text
+    assert "Stop: bin/kit stop" in text and "Start: bin/kit site" in text

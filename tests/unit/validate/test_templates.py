@@ -63,12 +63,14 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return folder, password
 
 
-def test_the_bare_metal_inventory_lists_the_three_parts(rendered: tuple[Path, Path]) -> None:
+def test_the_bare_metal_inventory_lists_the_parties(rendered: tuple[Path, Path]) -> None:
     folder, password = rendered
     inv = inventory(folder, password)
-    assert inv["build_host"]["hosts"] == ["tdx-host"]
-    assert inv["guest_td"]["hosts"] == ["td-guest"]
-    assert inv["keylime_client"]["hosts"] == ["keylime-client"]
+    assert inv["controller"]["hosts"] == ["localhost"]
+    assert inv["image_builder"]["hosts"] == ["localhost"]
+    assert inv["td_host"]["hosts"] == ["tdx-host"]
+    assert inv["td"]["hosts"] == ["td-guest"]
+    assert inv["verifier"]["hosts"] == ["keylime-client"]
     hostvars = inv["_meta"]["hostvars"]
     assert hostvars["tdx-host"]["ansible_host"] == "tdx1.example.org"
     assert hostvars["tdx-host"]["td_host_mode"] == "tdx"
@@ -142,3 +144,74 @@ def test_vault_without_a_password_file_is_refused(tmp_path: Path) -> None:
         assert run.returncode != 0
         assert "non-empty file with the Vault password" in run.stdout
         assert not (tmp_path / "vault.yml").exists()
+
+
+def _playbook(
+    inventory_dir: Path, playbook: str, password: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory_dir), str(ROOT / "playbooks" / playbook)]
+    if password:
+        argv += ["--vault-password-file", str(password)]
+    return subprocess.run(argv, capture_output=True, text=True, env=_env(), cwd=ROOT, check=False)
+
+
+@pytest.mark.parametrize(
+    ("where", "playbook"),
+    [("td_host", "prove.yml"), ("verifier", "site.yml"), ("address", "reference-set.yml")],
+)
+def test_a_real_inventory_with_the_td_host_beside_a_trusted_party_is_refused_before_anything_runs(
+    rendered: tuple[Path, Path], tmp_path: Path, where: str, playbook: str
+) -> None:
+    """roles/parties, the first play of every entry playbook, on the rendered inventory made wrong."""
+    folder, password = rendered
+    bad = tmp_path / "inventory"
+    bad.mkdir()
+    (bad / "group_vars").symlink_to((folder / "group_vars").resolve())
+    (bad / "host_vars").symlink_to((folder / "host_vars").resolve())
+    text = (folder / "hosts.yml").read_text()
+    if where == "td_host":  # the controller's machine launches the TD
+        text = text.replace(
+            "    td_host:\n      hosts:\n", "    td_host:\n      hosts:\n        localhost:\n"
+        )
+        needle = "td_host host 'localhost' is also in 'controller'"
+    elif where == "verifier":  # the verifier's machine launches the TD
+        text = text.replace(
+            "    verifier:\n      hosts:\n", "    verifier:\n      hosts:\n        tdx-host:\n"
+        )
+        needle = "td_host host 'tdx-host' is also in 'verifier'"
+    else:  # the TD host under the verifier's address
+        text = text.replace("ansible_host: tdx1.example.org", "ansible_host: client.example.org")
+        needle = "td_host host 'tdx-host' has the address of verifier host 'keylime-client'"
+    (bad / "hosts.yml").write_text(text)
+    run = _playbook(bad, playbook, password)
+    assert run.returncode != 0
+    assert needle in " ".join(run.stdout.split())
+    assert "Nothing was run" in run.stdout
+    # the check is the first play: no other play started
+    plays = [line for line in run.stdout.splitlines() if line.startswith("PLAY [")]
+    assert len(plays) == 1 and "The parties" in plays[0]
+
+
+def test_the_rendered_inventory_and_the_lab_pass_the_parties_check(rendered: tuple[Path, Path]) -> None:
+    folder, password = rendered
+    argv = [str(BIN / "ansible"), "-i", str(folder), "localhost", "-m", "ansible.builtin.include_role"]
+    argv += ["-a", "name=parties", "-e", '{"parties_needed": ["controller", "td_host", "td", "verifier"]}']
+    run = subprocess.run(
+        [*argv, "--vault-password-file", str(password)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:]
+    lab = subprocess.run(
+        [str(BIN / "ansible"), "-i", str(ROOT / "inventories" / "lab"), *argv[3:]],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        check=False,
+    )
+    assert lab.returncode == 0, lab.stdout[-2000:]
+    assert "SIMULATED lab: the TD host (localhost) is this machine" in " ".join(lab.stdout.split())
