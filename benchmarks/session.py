@@ -310,8 +310,9 @@ class HostService:
         (self.keys / "receipt_ed25519_key").write_bytes(private)
         pem, _der = conftest.self_signed_pem("bench")
         self.claims = {
-            "kit_claims": 1,
+            "kit_claims": 2,
             "agent": {"uuid": "bench", "ek_tpm": "AAE=", "aik_tpm": "AAE=", "mtls_cert": pem},
+            "agent_ca_sha256": "0" * 64,
             "ssh_host_key": " ".join(conftest.ssh_keypair()[1].split()[:2]),
             "receipt_key": " ".join(public.split()[:2]),
             "image_id_sha256": "0" * 64,

@@ -87,19 +87,27 @@ def td() -> dict[str, Any]:
     pem, der = self_signed_pem("agent-a")
     ek = base64.b64encode(b"\x00\x01ek-public-area-a").decode()
     aik = base64.b64encode(b"\x00\x01ak-public-area-a").decode()
+    ca_pem, _ca_der = self_signed_pem("verifier-ca")
     claims = {
-        "kit_claims": 1,
+        "kit_claims": 2,
         "agent": {
             "uuid": hashlib.sha256(b"ek-a").hexdigest(),
             "ek_tpm": ek,
             "aik_tpm": aik,
             "mtls_cert": pem,
         },
+        "agent_ca_sha256": hashlib.sha256(_ca_der).hexdigest(),
         "ssh_host_key": " ".join(ssh_pub.split()[:2]),
         "receipt_key": " ".join(receipt_pub.split()[:2]),
         "image_id_sha256": hashlib.sha256(b'{"kit": "image"}').hexdigest(),
     }
-    return {"claims": claims, "receipt_private": receipt_private, "cert_der": der, "cert_pem": pem}
+    return {
+        "claims": claims,
+        "receipt_private": receipt_private,
+        "cert_der": der,
+        "cert_pem": pem,
+        "ca_pem": ca_pem,
+    }
 
 
 @pytest.fixture(scope="session")

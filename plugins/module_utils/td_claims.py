@@ -6,8 +6,9 @@ by the functions that sign or verify.
 
 Binding. The guest computes, from its own live state, the claims document::
 
-    {"kit_claims": 1,
+    {"kit_claims": 2,
      "agent": {"uuid", "ek_tpm", "aik_tpm", "mtls_cert"},   # what its Keylime agent registered
+     "agent_ca_sha256": "<64 hex>",                         # SHA-256 (DER) of the CA its agent trusts
      "ssh_host_key": "ssh-ed25519 AAAA...",                 # made at boot on tmpfs
      "receipt_key": "ssh-ed25519 AAAA...",                  # made at boot on tmpfs, signs receipts
      "image_id_sha256": "<64 hex>"}                         # SHA-256 of /etc/tee-proof-kit/image.json
@@ -15,7 +16,8 @@ Binding. The guest computes, from its own live state, the claims document::
 and asks for a quote with REPORTDATA = SHA-512(nonce || SHA-512(canonical(claims))). Nobody passes it a
 binding: a host that relays one SSH session to the genuine TD still only gets the genuine TD's own keys
 quoted. The Python agent's payload key (NK, for U) is the key of its mTLS certificate, so ``mtls_cert``
-covers it.
+covers it. The verifier's CA reaches the agent over SSH before the quote, so the host could put its own there;
+``agent_ca_sha256`` lets the client refuse an agent that trusts any CA but its verifier's.
 
 Receipt. After proving, the guest signs with the receipt key::
 
@@ -38,10 +40,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-CLAIMS_VERSION = 1
+CLAIMS_VERSION = 2
 RECEIPT_VERSION = 1
 AGENT_FIELDS = ("uuid", "ek_tpm", "aik_tpm", "mtls_cert")
-CLAIM_FIELDS = ("kit_claims", "agent", "ssh_host_key", "receipt_key", "image_id_sha256")
+CLAIM_FIELDS = ("kit_claims", "agent", "agent_ca_sha256", "ssh_host_key", "receipt_key", "image_id_sha256")
 # Present only while the TD's session service runs (session mode, prover_session.py): its X25519 public key.
 OPTIONAL_CLAIM_FIELDS = ("session_key",)
 RECEIPT_FIELDS = (
@@ -146,6 +148,7 @@ class Claims:
     ek_tpm: str
     aik_tpm: str
     mtls_cert: str
+    agent_ca_sha256: str
     ssh_host_key: str
     receipt_key: str
     image_id_sha256: str
@@ -160,6 +163,7 @@ class Claims:
                 "aik_tpm": self.aik_tpm,
                 "mtls_cert": self.mtls_cert,
             },
+            "agent_ca_sha256": self.agent_ca_sha256,
             "ssh_host_key": self.ssh_host_key,
             "receipt_key": self.receipt_key,
             "image_id_sha256": self.image_id_sha256,
@@ -205,6 +209,7 @@ def parse_claims(doc: Any) -> Claims:
         ek_tpm=agent["ek_tpm"],
         aik_tpm=agent["aik_tpm"],
         mtls_cert=cert,
+        agent_ca_sha256=_text("agent_ca_sha256", doc.get("agent_ca_sha256"), _HEX64, "64 hex digits"),
         ssh_host_key=_text("ssh_host_key", doc.get("ssh_host_key"), _ED25519, "an ssh-ed25519 public key"),
         receipt_key=_text("receipt_key", doc.get("receipt_key"), _ED25519, "an ssh-ed25519 public key"),
         image_id_sha256=_text("image_id_sha256", doc.get("image_id_sha256"), _HEX64, "64 hex digits"),
@@ -232,6 +237,37 @@ def compare_registrar(claims: Claims, record: Mapping[str, Any]) -> None:
                 f"differs from the registrar's record of agent {claims.uuid}: the agent that registered is "
                 "not the one in this TD (relay?)",
             )
+
+
+def certificate_sha256(pem: str) -> str:
+    """SHA-256 (hex) of the DER of a PEM certificate: the same for any line wrapping of it."""
+    text = normalise_pem(pem)
+    if not _PEM.fullmatch(text):
+        raise ClaimsError("agent_ca_sha256", "the CA is not one PEM certificate")
+    try:
+        der = base64.b64decode("".join(text.split("\n")[1:-2]), validate=True)
+    except (binascii.Error, ValueError):
+        raise ClaimsError("agent_ca_sha256", "the CA is not base64 PEM") from None
+    return sha256_hex(der)
+
+
+def compare_agent_ca(claims: Claims, verifier_ca_pem: str) -> None:
+    """The agent must trust exactly the verifier's CA (the host installs it, over SSH, before the quote)."""
+    ours = certificate_sha256(verifier_ca_pem)
+    if not hmac.compare_digest(claims.agent_ca_sha256, ours):
+        raise ClaimsError(
+            "agent_ca_sha256",
+            f"the agent trusts another CA (sha256 {claims.agent_ca_sha256[:16]}...) than this verifier's "
+            f"({ours[:16]}...): the CA it was given before the quote was replaced",
+        )
+
+
+def same_ek(claimed: str, registered: Any) -> bool:
+    """Whether a registrar's record holds the EK a verified claim named (compared as bytes)."""
+    try:
+        return _b64("registrar.ek_tpm", registered) == _b64("agent.ek_tpm", claimed)
+    except ClaimsError:
+        return False
 
 
 def compare_peer_certificate(claims: Claims, peer_der: bytes) -> None:

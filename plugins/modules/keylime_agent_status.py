@@ -43,6 +43,11 @@ options:
     description: Seconds between polls.
     type: float
     default: 1.0
+  ek_tpm:
+    description: >-
+      An EK (base64 TPM2B_PUBLIC) that a verified claim named: the result says whether the registrar's record
+      holds that EK (C(ek_matches)), compared as bytes. O(service=registrar) only.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -75,6 +80,10 @@ verdict:
   type: str
   returned: when service is not agents
 operational_state: {description: The verifier's state name., type: str, returned: when service is not agents}
+ek_matches:
+  description: The registrar's record holds O(ek_tpm) (false when there is no record).
+  type: bool
+  returned: when ek_tpm is given
 elapsed: {description: Seconds waited., type: float, returned: when service is not agents}
 """
 
@@ -87,6 +96,7 @@ from ansible_collections.teeproof.kit.plugins.module_utils.keylime_status import
     parse,
     parse_list,
 )
+from ansible_collections.teeproof.kit.plugins.module_utils.td_claims import same_ek
 
 
 def _done(status: AgentStatus, service: str, wait_for: str) -> bool:
@@ -108,6 +118,7 @@ def main() -> None:
             "wait_for": {"type": "str", "choices": ["none", "present", "verdict", "fail"], "default": "none"},
             "timeout": {"type": "int", "default": 120},
             "interval": {"type": "float", "default": 1.0},
+            "ek_tpm": {"type": "str"},
         },
         supports_check_mode=True,
     )
@@ -120,6 +131,8 @@ def main() -> None:
             module.fail_json(msg=f"keylime_tenant -c cvlist (rc {rc}): {exc}")
     if not p["uuid"]:
         module.fail_json(msg=f"service={p['service']} needs uuid")
+    if p["ek_tpm"] and p["service"] != "registrar":
+        module.fail_json(msg="ek_tpm is compared with the registrar's record: it needs service=registrar")
     command = "regstatus" if p["service"] == "registrar" else "cvstatus"
     started = time.monotonic()
     while True:
@@ -142,6 +155,9 @@ def main() -> None:
         "operational_state": status.operational_state,
         "elapsed": elapsed,
     }
+    if p["ek_tpm"]:
+        registered = (status.record or {}).get("ek_tpm")
+        result["ek_matches"] = bool(status.exists) and same_ek(p["ek_tpm"], registered)
     if not _done(status, p["service"], p["wait_for"]):
         module.fail_json(
             msg=f"agent {p['uuid']}: no {p['wait_for']} from the {p['service']} within {p['timeout']} s",

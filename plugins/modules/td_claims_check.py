@@ -11,6 +11,8 @@ author:
   - tee-proof-kit developers (@tee-proof-kit)
 description:
   - O(claims) is the document whose SHA-512 the TD put into REPORTDATA (tdx_quote_verify checks that binding).
+  - The CA the TD's agent trusts (its claimed digest) must be O(agent_ca), the verifier's; the host installs
+    that CA over SSH before the quote and could have put its own there.
   - The registrar's record of the claimed agent must hold the claimed AK, EK and mTLS certificate (a relay to
     an agent that registered elsewhere differs here); the agent that answers on O(agent_host):O(agent_port)
     must present the claimed mTLS certificate (a relay of the agent port differs here); the image identity
@@ -29,6 +31,10 @@ options:
     required: true
   image_id_sha256:
     description: SHA-256 of the reference image's identity file (manifest.json C(image_id.sha256)).
+    type: str
+    required: true
+  agent_ca:
+    description: The verifier's CA certificate (PEM), the one the TD's agent must trust.
     type: str
     required: true
   agent_host:
@@ -51,6 +57,7 @@ EXAMPLES = r"""
     claims: "{{ attestation.claims }}"
     registrar_record: "{{ registrar_record.record }}"
     image_id_sha256: "{{ reference.image_id_sha256 }}"
+    agent_ca: "{{ verifier_ca.content | b64decode }}"
     agent_host: 127.0.0.1
     agent_port: 9002
 """
@@ -73,6 +80,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.teeproof.kit.plugins.module_utils.td_claims import (
     ClaimsError,
     claims_digest,
+    compare_agent_ca,
     compare_peer_certificate,
     compare_registrar,
     parse_claims,
@@ -98,6 +106,7 @@ def main() -> None:
             "claims": {"type": "dict", "required": True},
             "registrar_record": {"type": "dict", "required": True},
             "image_id_sha256": {"type": "str", "required": True},
+            "agent_ca": {"type": "str", "required": True},
             "agent_host": {"type": "str", "default": "127.0.0.1"},
             "agent_port": {"type": "int", "required": True},
             "timeout": {"type": "float", "default": 10},
@@ -113,6 +122,7 @@ def main() -> None:
                 f"the TD says it booted image {claims.image_id_sha256[:16]}..., the reference is "
                 f"{p['image_id_sha256'][:16]}...",
             )
+        compare_agent_ca(claims, p["agent_ca"])
         compare_registrar(claims, p["registrar_record"])
         try:
             der = peer_certificate(p["agent_host"], p["agent_port"], p["timeout"])

@@ -40,7 +40,7 @@ def test_valid_claims_parse(td: dict[str, Any]) -> None:
 def _mutations(claims: dict[str, Any]) -> list[tuple[str, str, Any]]:
     """(field, how, mutated document): every claim changed, truncated and missing."""
     out: list[tuple[str, str, Any]] = []
-    for top in ("ssh_host_key", "receipt_key", "image_id_sha256"):
+    for top in ("ssh_host_key", "receipt_key", "image_id_sha256", "agent_ca_sha256"):
         for how, value in (
             ("changed", "x" + claims[top][1:]),
             ("truncated", claims[top][:-5]),
@@ -79,7 +79,7 @@ def test_each_claim_changed_truncated_or_missing_is_refused_by_name(td: dict[str
             td_claims.parse_claims(doc)
         assert err.value.field == field, (field, how, str(err.value))
         seen += 1
-    assert seen == 18
+    assert seen == 21
 
 
 @pytest.mark.parametrize(
@@ -87,10 +87,11 @@ def test_each_claim_changed_truncated_or_missing_is_refused_by_name(td: dict[str
     [
         ("not json", "claims"),
         ("[]", "claims"),
-        ('{"kit_claims": 2}', "kit_claims"),
-        ('{"kit_claims": 1}', "agent"),
-        ('{"kit_claims": 1, "agent": {}, "extra": 1}', "claims"),
-        ('{"kit_claims": 1, "agent": {"uuid": "a", "nk": "x"}}', "agent"),
+        ('{"kit_claims": 1}', "kit_claims"),
+        ('{"kit_claims": 3}', "kit_claims"),
+        ('{"kit_claims": 2}', "agent"),
+        ('{"kit_claims": 2, "agent": {}, "extra": 1}', "claims"),
+        ('{"kit_claims": 2, "agent": {"uuid": "a", "nk": "x"}}', "agent"),
         ("x" * 70000, "claims"),
     ],
 )
@@ -153,3 +154,29 @@ def test_known_hosts_line_pins_the_key_without_its_comment(td: dict[str, Any]) -
         td_claims.known_hosts_line("127.0.0.1", 12222, key + " td-ssh-host") == f"[127.0.0.1]:12222 {key}\n"
     )
     assert td_claims.known_hosts_line("td.example", 22, key) == f"td.example {key}\n"
+
+
+def test_the_verifiers_ca_passes_in_any_line_wrapping(td: dict[str, Any]) -> None:
+    claims = td_claims.parse_claims(td["claims"])
+    td_claims.compare_agent_ca(claims, td["ca_pem"])
+    td_claims.compare_agent_ca(claims, td["ca_pem"].replace("\n", "\r\n") + "\n\n")
+
+
+def test_an_agent_that_trusts_another_ca_is_refused(td: dict[str, Any], other_td: dict[str, Any]) -> None:
+    """The host swapped the CA it installed over SSH before the quote: the claimed digest names another CA."""
+    claims = td_claims.parse_claims(td["claims"])
+    hosts_ca = other_td["cert_pem"]
+    with pytest.raises(td_claims.ClaimsError) as err:
+        td_claims.compare_agent_ca(claims, hosts_ca)
+    assert err.value.field == "agent_ca_sha256"
+    assert "was replaced" in str(err.value)
+    with pytest.raises(td_claims.ClaimsError, match="not one PEM certificate"):
+        td_claims.compare_agent_ca(claims, "no certificate")
+
+
+def test_the_same_ek_is_compared_as_bytes(td: dict[str, Any]) -> None:
+    ek = td["claims"]["agent"]["ek_tpm"]
+    assert td_claims.same_ek(ek, ek)
+    assert not td_claims.same_ek(ek, td["claims"]["agent"]["aik_tpm"])
+    assert not td_claims.same_ek(ek, None)
+    assert not td_claims.same_ek(ek, "not base64!")

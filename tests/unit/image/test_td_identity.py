@@ -43,6 +43,9 @@ def guest(tmp_path: Path, td: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
     (keys / "receipt_ed25519_key").write_bytes(td["receipt_private"])
     image = tmp_path / "image.json"
     image.write_text('{"kit": "image"}')
+    agent_ca = tmp_path / "cv_ca" / "cacert.crt"
+    agent_ca.parent.mkdir()
+    agent_ca.write_text(td["ca_pem"])
     # the "agent" is a child process whose command line names keylime_agent
     agent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "keylime_agent"])
     identity = tmp_path / "run" / "keylime-agent" / "identity.json"
@@ -51,11 +54,19 @@ def guest(tmp_path: Path, td: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
         "KIT_TD_KEY_DIR": str(keys),
         "KIT_AGENT_IDENTITY": str(identity),
         "KIT_IMAGE_ID": str(image),
+        "KIT_AGENT_CA": str(agent_ca),
         "KIT_GUEST_LIB": str(ROOT / "plugins" / "module_utils"),
         "TDX_GET_QUOTE_CONFIG": str(tmp_path / "absent.conf"),
         "TDX_TSM_ROOT": str(tmp_path / "no-tsm"),
     }
-    yield {"env": env, "agent": agent, "identity": identity, "image": image, "keys": keys}
+    yield {
+        "env": env,
+        "agent": agent,
+        "identity": identity,
+        "image": image,
+        "keys": keys,
+        "agent_ca": agent_ca,
+    }
     agent.kill()
     agent.wait()
 
@@ -90,7 +101,26 @@ def test_the_guest_claims_what_it_holds(
     assert claims["agent"] == td["claims"]["agent"]
     assert claims["ssh_host_key"] == td["claims"]["ssh_host_key"]
     assert claims["image_id_sha256"] == td_claims.sha256_hex(guest["image"].read_bytes())
-    td_claims.parse_claims(claims)
+    assert claims["agent_ca_sha256"] == td["claims"]["agent_ca_sha256"]
+    td_claims.compare_agent_ca(td_claims.parse_claims(claims), td["ca_pem"])
+
+
+def test_the_guest_claims_the_ca_its_agent_trusts_now(
+    guest: dict[str, Any], td: dict[str, Any], other_td: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CA swapped after it was installed is what the claims show, so the client refuses it."""
+    _wait_cmdline(guest["agent"].pid)
+    guest["agent_ca"].write_text(other_td["cert_pem"])
+    quote = _load(QUOTE, guest["env"], monkeypatch)
+    claims = td_claims.parse_claims(quote.live_claims())
+    with pytest.raises(td_claims.ClaimsError, match="was replaced"):
+        td_claims.compare_agent_ca(claims, td["ca_pem"])
+    guest["agent_ca"].unlink()
+    with pytest.raises(quote.ClaimsUnavailable, match="agent's CA missing"):
+        quote.live_claims()
+    guest["agent_ca"].write_text("not a certificate")
+    with pytest.raises(quote.ClaimsUnavailable, match="not one PEM certificate"):
+        quote.live_claims()
 
 
 def test_no_caller_supplied_binding(guest: dict[str, Any]) -> None:
