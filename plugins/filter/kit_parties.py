@@ -5,23 +5,13 @@ The logic lives in plugins/module_utils/kit_parties.py, shared with the unit tes
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible_collections.teeproof.kit.plugins.module_utils.kit_parties import party_problems
-
-
-def _party_problems(
-    groups: Mapping[str, Sequence[str]],
-    hostvars: Mapping[str, Any],
-    needed: Sequence[str] = (),
-    simulated: bool = False,
-) -> list[str]:
-    return party_problems(groups, hostvars, needed, bool(simulated))
 
 
 class FilterModule:
     """Ansible filter plugin entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"party_problems": _party_problems}
+        return {"party_problems": party_problems}

@@ -239,16 +239,19 @@ def compare_registrar(claims: Claims, record: Mapping[str, Any]) -> None:
             )
 
 
+def _pem_der(pem: str, field: str, what: str) -> bytes:
+    """The DER bytes of one PEM certificate (any line wrapping); ClaimsError(field) when it is not base64."""
+    try:
+        return base64.b64decode("".join(normalise_pem(pem).split("\n")[1:-2]), validate=True)
+    except (binascii.Error, ValueError):
+        raise ClaimsError(field, f"{what} is not base64 PEM") from None
+
+
 def certificate_sha256(pem: str) -> str:
     """SHA-256 (hex) of the DER of a PEM certificate: the same for any line wrapping of it."""
-    text = normalise_pem(pem)
-    if not _PEM.fullmatch(text):
+    if not _PEM.fullmatch(normalise_pem(pem)):
         raise ClaimsError("agent_ca_sha256", "the CA is not one PEM certificate")
-    try:
-        der = base64.b64decode("".join(text.split("\n")[1:-2]), validate=True)
-    except (binascii.Error, ValueError):
-        raise ClaimsError("agent_ca_sha256", "the CA is not base64 PEM") from None
-    return sha256_hex(der)
+    return sha256_hex(_pem_der(pem, "agent_ca_sha256", "the CA"))
 
 
 def compare_agent_ca(claims: Claims, verifier_ca_pem: str) -> None:
@@ -272,11 +275,7 @@ def same_ek(claimed: str, registered: Any) -> bool:
 
 def compare_peer_certificate(claims: Claims, peer_der: bytes) -> None:
     """The agent that answers on the agent port must present the claimed mTLS certificate."""
-    body = normalise_pem(claims.mtls_cert).split("\n")[1:-2]
-    try:
-        claimed = base64.b64decode("".join(body), validate=True)
-    except (binascii.Error, ValueError):
-        raise ClaimsError("agent.mtls_cert", "is not base64 PEM") from None
+    claimed = _pem_der(claims.mtls_cert, "agent.mtls_cert", "it")
     if not hmac.compare_digest(claimed, peer_der):
         raise ClaimsError(
             "agent.mtls_cert",
