@@ -32,7 +32,7 @@ TRUST_STEPS = {
     ("prove", "pin"),  # the SSH pin, the commit key
     ("prove", "check"),  # the receipt and proof check
     ("prove", "session"),  # the session client's checks
-    ("prove", "demo_input"),  # the secret input
+    ("lab_input", "main"),  # the secret input
     ("tdx_attestation", ALL),  # nonce, quote, claims, pin
     ("reference_set", ALL),  # accepted versions, the signed runtime policy
     ("guest_image", "finalize"),  # reference values and the signed release bundle
@@ -84,40 +84,46 @@ def _entry(name: str) -> str:
     return name[: -len(".yml")] if name.endswith(".yml") else name
 
 
-def _walk_tasks(tasks: Any, base: Step, seen: set[tuple[str, str]]) -> Iterator[Step]:
+def _walk_tasks(tasks: Any, base: Step, seen: set[tuple[str, str, str]]) -> Iterator[Step]:
+    """Every step under these tasks; a delegate_to on a block or an include (or its apply) holds inside."""
     for task in tasks or []:
         if not isinstance(task, dict):
             continue
-        delegate = str(task.get("delegate_to", ""))
+        delegate = str(task.get("delegate_to", "")) or base.delegate_to
+        here = Step(base.playbook, base.play, base.hosts, base.role, base.entry, "", delegate)
         for key in ("block", "rescue", "always"):
-            yield from _walk_tasks(task.get(key), base, seen)
+            yield from _walk_tasks(task.get(key), here, seen)
         for key in INCLUDES:
             if key in task:
                 spec = task[key]
+                applied = str((spec.get("apply") or {}).get("delegate_to", "")) or delegate
                 yield from _walk_role(
-                    str(spec["name"]), _entry(str(spec.get("tasks_from", "main"))), base, seen
+                    str(spec["name"]),
+                    _entry(str(spec.get("tasks_from", "main"))),
+                    Step(base.playbook, base.play, base.hosts, "", "", "", applied),
+                    seen,
                 )
         for key in TASK_INCLUDES:
             if key in task and base.role:
                 spec = task[key]
                 name = spec if isinstance(spec, str) else spec.get("file", "")
-                yield from _walk_role(base.role, _entry(str(name)), base, seen)
+                yield from _walk_role(base.role, _entry(str(name)), here, seen)
         for module in TRUST_MODULES:
             if module in task:
                 yield Step(base.playbook, base.play, base.hosts, base.role, base.entry, module, delegate)
 
 
-def _walk_role(role: str, entry: str, base: Step, seen: set[tuple[str, str]]) -> Iterator[Step]:
-    here = Step(base.playbook, base.play, base.hosts, role, entry)
-    yield here
+def _walk_role(role: str, entry: str, base: Step, seen: set[tuple[str, str, str]]) -> Iterator[Step]:
+    yield Step(base.playbook, base.play, base.hosts, role, entry, "", base.delegate_to)
     for path in _task_files(role, entry):
-        key = (str(path), base.play)
+        key = (str(path), base.play, base.delegate_to)
         if key in seen:
             continue
         seen.add(key)
-        yield from _walk_tasks(
-            _load(path), Step(base.playbook, base.play, base.hosts, role, _entry(path.name)), seen
-        )
+        inner = Step(base.playbook, base.play, base.hosts, role, _entry(path.name), "", base.delegate_to)
+        if inner.entry != entry:  # a templated entry: each file it may name is an entry point
+            yield inner
+        yield from _walk_tasks(_load(path), inner, seen)
 
 
 def steps(playbook: Path) -> Iterator[Step]:
@@ -130,7 +136,7 @@ def steps(playbook: Path) -> Iterator[Step]:
         base = Step(
             playbook.name, f"{playbook.name}#{i + 1} {play.get('name', '')}", str(play["hosts"]), "", ""
         )
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[str, str, str]] = set()
         for role in play.get("roles", []):
             name = role if isinstance(role, str) else role["role"]
             yield from _walk_role(str(name), "main", base, seen)
@@ -163,10 +169,11 @@ def is_trust_step(step: Step) -> bool:
 
 
 def _delegated_to(step: Step, groups: dict[str, set[str]]) -> set[str]:
-    """The hosts a trust task is delegated to, when its delegate_to names a group or the TD's variable."""
+    """The hosts a trust step is delegated to: a group it names, or the job's variable for the TD/verifier."""
     if not step.delegate_to:
         return set()
     named = re.findall(r"groups\[['\"](\w+)['\"]\]", step.delegate_to)
+    named += re.findall(r"\bprove_(td|verifier)\b", step.delegate_to)
     if named:
         return set().union(*(groups.get(g, set()) for g in named))
     if "guest" in step.delegate_to:  # tdx_attestation_guest, e2e_guest: the TD
@@ -314,3 +321,27 @@ def test_the_lab_may_run_every_party_here_but_still_needs_them() -> None:
     ]
     with pytest.raises(ValueError, match="unknown parties"):
         party_problems(lab, HOSTVARS, ["build_host"])
+
+
+def test_a_trust_step_under_a_block_or_apply_delegated_to_the_td_is_caught(tmp_path: Path) -> None:
+    """One play on the controller: a delegate_to on a block, or an include_role's apply, holds inside."""
+    bad = tmp_path / "job.yml"
+    block = {"block": [{"teeproof.kit.td_claims_check": {}}], "delegate_to": "{{ prove_td }}"}
+    applied = {
+        "ansible.builtin.include_role": {
+            "name": "tdx_attestation",
+            "tasks_from": "quote",
+            "apply": {"delegate_to": "{{ prove_td }}"},
+        }
+    }
+    bad.write_text(yaml.safe_dump([{"name": "job", "hosts": "controller", "tasks": [block, applied]}]))
+    inventory: dict[str, Any] = {
+        "all": {"children": {"controller": {"hosts": {"c": {}}}, "td": {"hosts": {"g1": {}}}}}
+    }
+    found = violations([bad], inventory)
+    assert "job.yml#1 job: teeproof.kit.td_claims_check runs on ['g1'] (hosts: controller)" in found
+    assert "job.yml#1 job: tdx_attestation:quote runs on ['g1'] (hosts: controller)" in found
+    block["delegate_to"] = "{{ prove_verifier }}"
+    applied["ansible.builtin.include_role"]["apply"] = {"delegate_to": "{{ prove_verifier }}"}
+    bad.write_text(yaml.safe_dump([{"name": "job", "hosts": "controller", "tasks": [block, applied]}]))
+    assert violations([bad], inventory) == []

@@ -37,7 +37,7 @@ def run_prove(tmp_path: Path, extra: dict[str, object]) -> subprocess.CompletedP
         ({"prove_mode": "session", "prove_session_concurrency": 0}, "prove_session_concurrency >= 1"),
         ({"prove_mode": "session", "prove_session_lifetime": 5}, "prove_session_lifetime >= 60"),
         ({"prove_mode": "batch"}, "prove_mode must be one of: job, session"),
-        ({}, "prove_input_file: the path of your private input JSON"),
+        ({}, "job mode needs prove_input_file (the path of your private input JSON)"),
     ],
 )
 def test_bad_prove_inputs_stop_the_first_step(tmp_path: Path, extra: dict[str, object], reason: str) -> None:
@@ -48,4 +48,4 @@ def test_bad_prove_inputs_stop_the_first_step(tmp_path: Path, extra: dict[str, o
     out = done.stdout + done.stderr
     assert done.returncode != 0
     assert reason in " ".join(out.split()), out[-3000:]
-    assert "PLAY [Fetch the verifier's CA for the agent]" not in out  # no later step ran
+    assert "Read the verifier's CA the agent must trust" not in out  # no later step ran
