@@ -1,0 +1,161 @@
+"""kit-agent-restart (roles/keylime_agent/files): the job's one call in the TD for step 2.
+
+systemctl and journalctl are stand-ins on PATH that record their calls; the program is run as the job runs it.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+PROGRAM = ROOT / "roles" / "keylime_agent" / "files" / "kit-agent-restart"
+CA = (
+    "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUYWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo=\n"
+    "-----END CERTIFICATE-----\n"
+)
+FAKE = """#!{python}
+import json, os, sys
+with open(os.environ["FAKE_CALLS"], "a") as log:
+    log.write(json.dumps([os.path.basename(sys.argv[0])] + sys.argv[1:]) + "\\n")
+if sys.argv[1:2] == ["show"]:
+    print("f00dfeed")
+elif os.path.basename(sys.argv[0]) == "journalctl":
+    path = os.environ["FAKE_JOURNAL"]
+    print(open(path).read() if os.path.exists(path) else "", end="")
+"""
+
+
+def _load() -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader("kit_agent_restart", str(PROGRAM))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def tools(tmp_path: Path) -> dict[str, Path]:
+    """Stand-in systemctl and journalctl; the journal file they read and the calls they record."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("systemctl", "journalctl"):
+        path = bin_dir / name
+        path.write_text(FAKE.format(python=sys.executable))
+        path.chmod(0o755)
+    return {"bin": bin_dir, "journal": tmp_path / "journal.txt", "calls": tmp_path / "calls.jsonl"}
+
+
+def run(tools: dict[str, Path], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PATH": f"{tools['bin']}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_JOURNAL": str(tools["journal"]),
+        "FAKE_CALLS": str(tools["calls"]),
+    }
+    argv = [sys.executable, str(PROGRAM), *args]
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def calls(tools: dict[str, Path]) -> list[list[str]]:
+    if not tools["calls"].exists():
+        return []
+    return [json.loads(line) for line in tools["calls"].read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("log", "said"),
+    [
+        ("INFO:keylime:Registration activated for agent abc\n", "registered"),
+        ("ERROR: ... different TPM identity is forbidden\n", "refused"),
+        ("ERROR: Registration failed: 500\n", "failed"),
+        ("INFO:keylime:Starting the agent\n", None),
+    ],
+)
+def test_what_the_log_says(log: str, said: str | None) -> None:
+    assert _load().outcome(log) == said
+
+
+def test_registered_installs_the_ca_clears_the_result_and_follows_only_this_start(
+    tools: dict[str, Path], tmp_path: Path
+) -> None:
+    tools["journal"].write_text("INFO: registrar at 10.0.2.100\nINFO: Registration activated for agent x\n")
+    result = tmp_path / "run" / "kit-proof"
+    (result / "result").mkdir(parents=True)
+    ca = tmp_path / "var" / "cv_ca" / "cacert.crt"
+    done = run(tools, "--ca-file", str(ca), "--clear", str(result), stdin=CA)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["outcome"] == "registered" and out["invocation"] == "f00dfeed"
+    assert out["lines"] == ["INFO: registrar at 10.0.2.100", "INFO: Registration activated for agent x"]
+    assert ca.read_text() == CA
+    assert stat.S_IMODE(ca.stat().st_mode) == 0o644
+    assert stat.S_IMODE(ca.parent.stat().st_mode) == 0o700
+    assert not result.exists()
+    assert calls(tools)[:2] == [
+        ["systemctl", "restart", "keylime_agent"],
+        ["systemctl", "show", "-p", "InvocationID", "--value", "keylime_agent"],
+    ]
+    assert calls(tools)[2] == ["journalctl", "_SYSTEMD_INVOCATION_ID=f00dfeed", "-o", "cat", "--no-pager"]
+
+
+def test_a_refusal_is_reported_for_the_controller_to_judge(tools: dict[str, Path]) -> None:
+    tools["journal"].write_text("ERROR: registrar: a different TPM identity is forbidden\n")
+    done = run(tools)
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["outcome"] == "refused"
+
+
+def test_a_failed_or_silent_registration_fails(tools: dict[str, Path]) -> None:
+    tools["journal"].write_text("ERROR: Registration failed: connection refused\n")
+    done = run(tools)
+    assert done.returncode == 1 and json.loads(done.stdout)["outcome"] == "failed"
+    tools["journal"].write_text("INFO: still starting\n")
+    done = run(tools, "--timeout", "1.5")
+    assert done.returncode == 1 and json.loads(done.stdout)["outcome"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["--ca-file", "CA"], "not a certificate\n", "not one PEM certificate"),
+        (["--ca-file", "CA"], CA + CA, "not one PEM certificate"),
+        (["--session-unit", "kit-session"], "", "go together"),
+        (["--clear", "relative/dir"], "", "absolute folders"),
+        (["--clear", "/"], "", "absolute folders"),
+    ],
+)
+def test_bad_input_changes_nothing(
+    tools: dict[str, Path], tmp_path: Path, args: list[str], stdin: str, message: str
+) -> None:
+    ca = tmp_path / "cv_ca" / "cacert.crt"
+    done = run(tools, *[str(ca) if a == "CA" else a for a in args], stdin=stdin)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert not ca.exists()
+    assert calls(tools) == []  # nothing restarted
+
+
+def test_the_session_unit_restarts_first_and_must_listen(tools: dict[str, Path]) -> None:
+    tools["journal"].write_text("INFO: Registration activated for agent x\n")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        done = run(tools, "--session-unit", "kit-session", "--session-port", str(port))
+    assert done.returncode == 0, done.stderr
+    assert calls(tools)[0] == ["systemctl", "restart", "kit-session"]
+    assert calls(tools)[1] == ["systemctl", "restart", "keylime_agent"]
+    done = run(tools, "--session-unit", "kit-session", "--session-port", str(port), "--timeout", "1")
+    assert done.returncode == 1 and "nothing listens" in done.stderr
