@@ -5,8 +5,6 @@ systemctl and journalctl are stand-ins on PATH that record their calls; the prog
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import socket
@@ -17,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.unit.programs import load_program
 
 ROOT = Path(__file__).resolve().parents[3]
 PROGRAM = ROOT / "roles" / "keylime_agent" / "files" / "kit-agent-restart"
@@ -37,12 +37,7 @@ elif os.path.basename(sys.argv[0]) == "journalctl":
 
 
 def _load() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("kit_agent_restart", str(PROGRAM))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_program(PROGRAM, "kit_agent_restart")
 
 
 @pytest.fixture

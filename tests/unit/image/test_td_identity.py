@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +15,8 @@ import keylime_agent_compat as compat
 import pytest
 from ansible_collections.teeproof.kit.plugins.module_utils import td_claims
 
+from tests.unit.programs import load_program
+
 ROOT = Path(__file__).resolve().parents[3]
 QUOTE = ROOT / "roles" / "tdx_quote_service" / "files" / "tdx-get-quote"
 RECEIPT = ROOT / "roles" / "tdx_quote_service" / "files" / "kit-receipt"
@@ -25,12 +25,7 @@ RECEIPT = ROOT / "roles" / "tdx_quote_service" / "files" / "kit-receipt"
 def _load(path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    loader = importlib.machinery.SourceFileLoader("tdx_get_quote_" + path.name.replace("-", "_"), str(path))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_program(path, "tdx_get_quote_" + path.name.replace("-", "_"))
 
 
 @pytest.fixture

@@ -202,16 +202,9 @@ def test_mrtd_of_debian_ovmf_inteltdx_if_present() -> None:
 
 
 def _guest() -> Any:
-    import importlib.machinery
-    import importlib.util
+    from tests.unit.programs import load_program
 
-    path = ROOT / "roles" / "tdx_quote_service" / "files" / "tdx-get-quote"
-    loader = importlib.machinery.SourceFileLoader("tdx_get_quote", str(path))
-    spec = importlib.util.spec_from_loader("tdx_get_quote", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_program(ROOT / "roles" / "tdx_quote_service" / "files" / "tdx-get-quote", "tdx_get_quote")
 
 
 def _fake_tsm(tmp_path: Path, bump: int) -> Path:
