@@ -85,13 +85,18 @@ def machine() -> str:
 
 
 def lab_guest_running() -> bool:
-    """Whether the site lab's guest answers on its SSH port (kit_lab.yml, the one home of the lab's ports)."""
+    """Whether the lab's guest (KIT_LAB, else site) answers on its SSH port (kit_lab.yml, the one home of the
+    labs' ports)."""
     import yaml
 
-    lab = yaml.safe_load((ROOT / "inventories/local/group_vars/all/kit_lab.yml").read_text())
+    labs = ROOT / "inventories/local/group_vars/all/kit_lab.yml"
+    table = yaml.safe_load(labs.read_text())["kit_lab_port_table"]
+    name = os.environ.get("KIT_LAB") or "site"
+    if name not in table:
+        sys.exit(f"bench session: no lab named {name} (KIT_LAB): the labs are {', '.join(table)}")
     with socket.socket() as s:
         s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", int(lab["kit_lab_ports"]["guest_ssh"]))) == 0
+        return s.connect_ex(("127.0.0.1", int(table[name]["guest_ssh"]))) == 0
 
 
 def run_lab_playbook(playbook: str, log: Path, failed: str, extra: dict[str, Any] | None = None) -> float:
