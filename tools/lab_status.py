@@ -20,7 +20,7 @@ from typing import Any, TextIO
 RUNNING, STOPPED, FAILED = 0, 3, 1
 # The headline's marks, as systemctl status draws them.
 MARK_RUNNING, MARK_STOPPED, MARK_FAILED = "\u25cf", "\u25cb", "\u00d7"
-GUEST_ACTION = "teeproof.kit.td_host_guest"
+GUEST_ACTION = "teeproof.kit.td_launch"
 CONTAINERS_ACTION = "containers.podman.podman_container_info"
 # The guest's ports in the launcher's result, and their names in the lab's table (kit_lab_ports).
 GUEST_PORTS = (("ssh", "ssh_port"), ("agent", "agent_port"), ("session", "session_port"))

@@ -21,7 +21,7 @@ TABLE = {
 def guest(running: bool, **kw: Any) -> dict[str, Any]:
     procs = {"qemu": running, "swtpm": running, "provider": running}
     return {
-        "action": "teeproof.kit.td_host_guest",
+        "action": "teeproof.kit.td_launch",
         "running": running,
         "processes": procs,
         "matches_spec": running,
@@ -95,7 +95,7 @@ def test_a_half_stopped_lab_and_a_stale_guest_are_named() -> None:
 
 
 def test_a_failed_status_run_names_the_task() -> None:
-    failed = {"action": "teeproof.kit.td_host_guest", "failed": True, "msg": "no image"}
+    failed = {"action": "teeproof.kit.td_launch", "failed": True, "msg": "no image"}
     rc, text = report(run_of(failed))
     assert rc == lab_status.FAILED
     assert text.startswith(f"{lab_status.MARK_FAILED} kit lab 'site': the status run failed")

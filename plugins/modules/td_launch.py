@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: td_host_guest
+module: td_launch
 short_description: Start, stop or report the TD guest (real TDX host or the SIMULATED lab launch)
 description:
   - O(state=started) launches the guest unless the same launch (same spec) already runs, then waits
@@ -118,7 +118,7 @@ author:
 
 EXAMPLES = r"""
 - name: Launch the lab guest
-  td_host_guest:
+  teeproof.kit.td_launch:
     image_dir: /work/main/build/image
     run_dir: /work/main/build/lab/site/td-host
     cmdline: "{{ lookup('ansible.builtin.file', '/work/main/build/image/cmdline') }}"
