@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-CONTAINER = "kit-client-default"
+CONTAINER = "kit-verifier-default"
 testinfra_hosts = [f"podman://{CONTAINER}"]
 
 CA_DIR = "/var/lib/keylime/cv_ca"
