@@ -272,10 +272,12 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
     check_readonly_root(guest, report)
 
     # 2. behaviour of the loaded policy (the root is read-only: probe with files of the image that nothing
-    # reads at boot; one owned by the prover's uid, which the kit's policy measures, and one owned by root)
+    # reads at boot; one owned by the prover's uid, which the kit's policy measures, and one owned by root),
+    # and the image identity file, which the quote command reads and the kit's policy measures (its owner)
     measured = "/opt/zk-prover/circuits/semaphore20/manifest.json"
-    unmeasured = "/etc/tee-proof-kit/image.json"
-    guest.ssh(f"cat {measured} {unmeasured} >/dev/null")
+    unmeasured = "/etc/debian_version"
+    image_id = "/etc/tee-proof-kit/image.json"
+    guest.ssh(f"cat {measured} {unmeasured} {image_id} >/dev/null")
 
     # 5 before 3 and 4, so that the files the agent ran are in the log that is checked.
     check_agent(guest, report)
@@ -308,8 +310,15 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
     probe_hash = hashlib.sha256((image_dir / "rootfs" / measured.lstrip("/")).read_bytes()).hexdigest()
     report["custom_policy_measures_prover_dir"] = measured_paths.get(measured) == probe_hash
     report["custom_policy_skips_root_home"] = unmeasured not in measured_paths
+    id_hash = hashlib.sha256((image_dir / "rootfs" / image_id.lstrip("/")).read_bytes()).hexdigest()
+    report["custom_policy_measures_image_id"] = measured_paths.get(image_id) == id_hash
     if measured_paths.get(measured) != probe_hash:
         raise CheckError(f"reading {measured} as root was not measured: the kit's policy is not active")
+    if measured_paths.get(image_id) != id_hash:
+        raise CheckError(
+            f"reading {image_id} as root was not measured with the image's digest: Keylime could not tell "
+            "image versions apart (its owner must be IMA's measured owner)"
+        )
     if unmeasured in measured_paths:
         raise CheckError(f"{unmeasured} was measured: the boot 'tcb' policy is still active, not the kit's")
 
