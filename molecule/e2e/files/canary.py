@@ -12,9 +12,14 @@ memory and make the memory search meaningless).
   python3 e2e_canary.py mask INPUT_JSON [--field secret]
   python3 e2e_canary.py files ROOT... [--exclude PATH]... [--max-bytes N]   (masked canary on stdin)
   python3 e2e_canary.py memory                                               (masked canary on stdin)
+  python3 e2e_canary.py td ROOT... [--exclude PATH]... [--journal FILE] [--no-memory]
+                                                        (masked canary on stdin)
 
-Prints one JSON object: {"found": [...], "scanned": N, "skipped": N, "errors": N}. Exit 0 always (the
-caller decides); 2 on usage errors.
+Prints one JSON object: {"found": [...], "scanned": N, "skipped": N, "errors": N}. ``td`` is the whole search
+of a TD in one run (each remote command costs seconds under TCG): the journal exported to FILE first (journald
+compresses long fields on disk, so its files alone would hide the canary), then the files, then (unless
+--no-memory) the memory; it prints {"files": {...}, "memory": {...} or null}. Exit 0 always (the caller
+decides); 2 on usage errors.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import os
 import re
 import stat
+import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -199,8 +205,65 @@ def scan_memory(canary: bytes, proc: str = "/proc", skip_pids: Iterable[int] = (
     }
 
 
+def export_journal(dest: str) -> None:
+    """The whole journal in export format, written where the file search will read it."""
+    with open(dest, "wb") as out:
+        done = subprocess.run(["journalctl", "--no-pager", "-o", "export"], stdout=out, check=False)
+    if done.returncode != 0:
+        raise CanaryError(f"journalctl exited {done.returncode}: the journal was not exported to {dest}")
+
+
+def search_td(canary: bytes, args: list[str]) -> dict[str, Any]:
+    """The ``td`` mode: journal export, files, memory."""
+    journal = ""
+    memory = True
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] == "--journal" and i + 1 < len(args):
+            journal = args[i + 1]
+            i += 2
+        elif args[i] == "--no-memory":
+            memory = False
+            i += 1
+        else:
+            rest.append(args[i])
+            i += 1
+    if journal:
+        export_journal(journal)
+    roots, excludes, max_bytes = file_args(rest)
+    return {
+        "files": scan_files(canary, roots, excludes, max_bytes),
+        "memory": scan_memory(canary) if memory else None,
+    }
+
+
+def file_args(rest: list[str]) -> tuple[list[str], list[str], int]:
+    """ROOT... [--exclude PATH]... [--max-bytes N]."""
+    roots: list[str] = []
+    excludes: list[str] = []
+    max_bytes = 256 << 20
+    i = 0
+    while i < len(rest):
+        if rest[i] == "--exclude" and i + 1 < len(rest):
+            excludes.append(rest[i + 1])
+            i += 2
+        elif rest[i] == "--max-bytes" and i + 1 < len(rest):
+            try:
+                max_bytes = int(rest[i + 1])
+            except ValueError as exc:
+                raise CanaryError(f"--max-bytes takes a number, not {rest[i + 1]!r}") from exc
+            i += 2
+        else:
+            roots.append(rest[i])
+            i += 1
+    if not roots:
+        raise CanaryError("no folder to search")
+    return roots, excludes, max_bytes
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("files", "memory", "mask"):
+    if not argv or argv[0] not in ("files", "memory", "mask", "td"):
         sys.stderr.write(__doc__ or "")
         return 2
     try:
@@ -211,25 +274,13 @@ def main(argv: list[str]) -> int:
             print(json.dumps(mask(canary_from_input(argv[1], argv[3] if len(argv) == 4 else "secret"))))
             return 0
         canary = unmask(sys.stdin.buffer.read())
+        result: dict[str, Any]
         if argv[0] == "memory":
             result = scan_memory(canary)
+        elif argv[0] == "td":
+            result = search_td(canary, argv[1:])
         else:
-            roots: list[str] = []
-            excludes: list[str] = []
-            max_bytes = 256 << 20
-            rest = argv[1:]
-            i = 0
-            while i < len(rest):
-                if rest[i] == "--exclude" and i + 1 < len(rest):
-                    excludes.append(rest[i + 1])
-                    i += 2
-                elif rest[i] == "--max-bytes" and i + 1 < len(rest):
-                    max_bytes = int(rest[i + 1])
-                    i += 2
-                else:
-                    roots.append(rest[i])
-                    i += 1
-            result = scan_files(canary, roots, excludes, max_bytes)
+            result = scan_files(canary, *file_args(argv[1:]))
     except CanaryError as exc:
         sys.stderr.write(f"e2e_canary: {exc}\n")
         return 2

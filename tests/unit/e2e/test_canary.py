@@ -114,3 +114,72 @@ def test_masked_canary_round_trip_and_the_clear_value_never_travels(tmp_path: Pa
 def test_bad_masked_input_is_refused(bad: bytes) -> None:
     with pytest.raises(ec.CanaryError):
         ec.unmask(bad)
+
+
+def fake_journalctl(tmp_path: Path, body: bytes, code: int = 0) -> dict[str, str]:
+    """A PATH whose journalctl prints BODY and exits CODE (the journal the ``td`` mode exports)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "body").write_bytes(body)
+    tool = bindir / "journalctl"
+    tool.write_text(f"#!/bin/sh\ncat {bindir / 'body'}\nexit {code}\n")
+    tool.chmod(0o755)
+    return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+
+
+def test_td_mode_searches_the_exported_journal_the_files_and_the_memory(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "clean").write_bytes(b"nothing")
+    env = fake_journalctl(tmp_path, b"MESSAGE=" + CANARY + b"\n")
+    journal = root / "journal.export"
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "td", "--journal", str(journal), str(root)],
+        input=json.dumps(ec.mask(CANARY)).encode(),
+        capture_output=True,
+        check=True,
+        env=env,
+    )
+    assert CANARY not in out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["files"]["found"] == [str(journal)]
+    assert result["files"]["scanned"] == 2
+    # this test process holds the canary (CANARY): the memory search finds it here
+    assert any(hit.startswith(f"pid {os.getpid()} ") for hit in result["memory"]["found"])
+
+
+def test_td_mode_without_memory_and_a_clean_journal(tmp_path: Path) -> None:
+    env = fake_journalctl(tmp_path, b"MESSAGE=nothing\n")
+    root = tmp_path / "run"
+    root.mkdir()
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "td", str(root), "--journal", str(root / "j"), "--no-memory"],
+        input=CANARY,
+        capture_output=True,
+        check=True,
+        env=env,
+    )
+    clean = {"found": [], "scanned": 1, "skipped": 0, "errors": 0}
+    assert json.loads(out.stdout) == {"files": clean, "memory": None}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["td", "--journal", "{j}", "{root}"], 3, b"journalctl exited 3"),
+        (["td", "--no-memory"], 0, b"no folder to search"),
+        (["files"], 0, b"no folder to search"),
+        (["files", "{root}", "--max-bytes", "many"], 0, b"--max-bytes takes a number"),
+    ],
+)
+def test_td_mode_errors_are_named(tmp_path: Path, args: list[str], code: int, needle: bytes) -> None:
+    env = fake_journalctl(tmp_path, b"", code)
+    root = tmp_path / "run"
+    root.mkdir()
+    argv = [a.format(j=root / "j", root=root) for a in args]
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), *argv], input=CANARY, capture_output=True, check=False, env=env
+    )
+    assert out.returncode == 2
+    assert needle in out.stderr
+    assert out.stdout == b""
