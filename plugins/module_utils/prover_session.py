@@ -1,6 +1,6 @@
 """Session mode: attest once, prove many. The wire format, the guest's session state and the session receipt.
 
-One file for both ends (the guest's ``kit-session`` service, the client ``bin/kit-session`` and the tests),
+One file for both ends (the guest's ``kit-session`` service, the client ``bin/session-client`` and the tests),
 like ``td_claims``. Crypto is HPKE (RFC 9180) from ``cryptography`` (>= 46): DHKEM(X25519, HKDF-SHA256),
 HKDF-SHA256, ChaCha20-Poly1305, base mode. Nothing here is hand-made crypto.
 

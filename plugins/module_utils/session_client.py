@@ -1,18 +1,18 @@
 """The client of session mode: check the attested session, send many sealed inputs, check every receipt.
 
-No Ansible: ``bin/kit-session`` runs this, and so does ``roles/prove`` (tasks_from ``session``). The session
-record (``session.json`` on the client, 0600, nothing secret in it) is what the attestation left: the quote,
-the claims it bound (with the session key and the receipt key), the nonce, the reference it was checked with,
-and the activation the Keylime payload delivered (session id, expiry). ``check_attestation`` checks the quote
-again, with the same code as ``bin/proof-receipt``, before any input is sealed.
+No Ansible: ``bin/session-client`` runs this, and so does ``roles/prove`` (tasks_from ``session``). The
+session record (``session.json`` on the client, 0600, nothing secret in it) is what the attestation left: the
+quote, the claims it bound (with the session key and the receipt key), the nonce, the reference it was checked
+with, and the activation the Keylime payload delivered (session id, expiry). ``check_attestation`` checks the
+quote again, with the same code as ``bin/proof-receipt``, before any input is sealed.
 
 Inputs go out in order, numbered 0, 1, 2, ...; at most ``concurrency`` are queued in the TD at once; each
 result is accepted only after its receipt (signature by the quoted receipt key; session, number, request
 digest, proof, public signals, verification key, input commitment, nonce, claims) and its Groth16 proof check
 out. A request the prover crashed on is sent again as a new request (``retries``). A session that is gone
 (revoked, expired, rebooted TD, another key at the address) raises ``SessionGone``: attest again.
-``prove_all`` does that itself when it is given an ``attest`` hook (``bin/kit-session --attest-command``): the
-inputs not yet proved go to the new session as new requests, so no input is lost and no proof is accepted
+``prove_all`` does that itself when it is given an ``attest`` hook (``bin/session-client --attest-command``):
+the inputs not yet proved go to the new session as new requests, so no input is lost and no proof is accepted
 outside an attested session.
 """
 

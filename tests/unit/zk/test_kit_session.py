@@ -352,7 +352,7 @@ def test_without_an_attest_hook_or_past_its_limit_a_gone_session_is_raised(
 
 def _kit_session(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "bin" / "kit-session"), *argv],
+        [sys.executable, str(ROOT / "bin" / "session-client"), *argv],
         capture_output=True,
         text=True,
         timeout=120,
