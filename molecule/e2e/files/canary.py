@@ -214,23 +214,15 @@ def export_journal(dest: str) -> None:
 
 
 def search_td(canary: bytes, args: list[str]) -> dict[str, Any]:
-    """The ``td`` mode: journal export, files, memory."""
-    journal = ""
-    memory = True
-    rest: list[str] = []
-    i = 0
-    while i < len(args):
-        if args[i] == "--journal" and i + 1 < len(args):
-            journal = args[i + 1]
-            i += 2
-        elif args[i] == "--no-memory":
-            memory = False
-            i += 1
-        else:
-            rest.append(args[i])
-            i += 1
-    if journal:
-        export_journal(journal)
+    """The ``td`` mode: journal export, files, memory (its two options taken; the rest as for ``files``)."""
+    memory = "--no-memory" not in args
+    rest = [a for a in args if a != "--no-memory"]
+    if "--journal" in rest:
+        i = rest.index("--journal")
+        if i + 1 >= len(rest):
+            raise CanaryError("--journal takes the file to export the journal to")
+        export_journal(rest[i + 1])
+        del rest[i : i + 2]
     roots, excludes, max_bytes = file_args(rest)
     return {
         "files": scan_files(canary, roots, excludes, max_bytes),

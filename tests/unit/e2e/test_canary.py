@@ -168,6 +168,7 @@ def test_td_mode_without_memory_and_a_clean_journal(tmp_path: Path) -> None:
     [
         (["td", "--journal", "{j}", "{root}"], 3, b"journalctl exited 3"),
         (["td", "--no-memory"], 0, b"no folder to search"),
+        (["td", "{root}", "--journal"], 0, b"--journal takes the file"),
         (["files"], 0, b"no folder to search"),
         (["files", "{root}", "--max-bytes", "many"], 0, b"--max-bytes takes a number"),
     ],
