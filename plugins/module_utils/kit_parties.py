@@ -10,10 +10,9 @@ The parties are inventory groups, one name each (docs/parties.md):
   build (chroot);
 - ``verifier``: the client's Keylime verifier, registrar and tenant (trusted).
 
-An inventory that does not simulate must give the TD host machines of its own: a TD host that is also a
-trusted party (by inventory name, by address, or by being the controller's own machine) would run trust
-decisions on the party the kit distrusts. Only the lab, which simulates TDX and says so, runs every party on
-one machine.
+Every inventory must give the TD host machines of its own: a TD host that is also a trusted party (by
+inventory name, by address, or by being the controller's own machine) would run trust decisions on the party
+the kit distrusts. The lab meets the rule too: its TD host is a container of its own.
 """
 
 from __future__ import annotations
@@ -39,12 +38,10 @@ def party_problems(
     groups: Mapping[str, Sequence[str]],
     hostvars: Mapping[str, Any],
     needed: Sequence[str] = (),
-    simulated: bool = False,
 ) -> list[str]:
     """What is wrong with an inventory's parties, one sentence each; empty when nothing is.
 
-    ``groups`` and ``hostvars`` are Ansible's; ``needed`` the parties a playbook uses (each needs a host);
-    ``simulated`` whether the inventory simulates TDX (the lab), where the TD host may be this machine.
+    ``groups`` and ``hostvars`` are Ansible's; ``needed`` the parties a playbook uses (each needs a host).
     """
     problems: list[str] = []
     unknown = [p for p in needed if p not in PARTIES]
@@ -54,8 +51,6 @@ def party_problems(
         if not groups.get(party):
             needs = ", ".join(needed)
             problems.append(f"the inventory has no host in group '{party}' (this playbook needs {needs})")
-    if simulated:
-        return problems
     untrusted = list(groups.get(UNTRUSTED, []))
     for party in TRUSTED:
         trusted = list(groups.get(party, []))

@@ -85,6 +85,10 @@ class LaunchSpec:
     firmware: str = ""
     qgs_socket: str = "/var/run/tdx-qgs/qgs.socket"
     kit_root: str = ""
+    # Lab: True, the launch runs its own SIMULATED provider (state in run_dir/tdx-sim: unit tests, the image
+    # check); False, the provider runs elsewhere (on the controller, module tdx_sim_provider: the lab, whose
+    # TD host must not hold the stand-in's key) and the launch only forwards its guest to run_dir's socket.
+    provider_managed: bool = True
     extra_qemu_args: tuple[str, ...] = field(default_factory=tuple)
 
     def validate(self) -> None:
@@ -133,6 +137,18 @@ class LaunchSpec:
     @property
     def image(self) -> Path:
         return Path(self.image_dir)
+
+    def provider(self) -> ProviderSpec:
+        """The provider of this launch, when it runs its own (its state in the run folder)."""
+        return ProviderSpec(
+            state_dir=str(self.run / "tdx-sim"),
+            run_dir=self.run_dir,
+            kernel=str(self.image / "vmlinuz"),
+            initrd=str(self.image / "initrd.img"),
+            cmdline=self.cmdline,
+            firmware=self.firmware,
+            kit_root=self.kit_root,
+        )
 
     def disk(self) -> tuple[Path, str]:
         for name, fmt in (("disk.raw", "raw"), ("disk.qcow2", "qcow2")):
@@ -264,32 +280,143 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
 
 def launch_digest(spec: LaunchSpec) -> str:
     """The spec and the command lines it makes: a kit update that launches differently restarts the guest."""
-    argv = qemu_argv(spec) + (provider_argv(spec, "python") if spec.mode == "lab" else [])
+    argv = qemu_argv(spec) + (
+        provider_argv(spec, "python") if spec.mode == "lab" and spec.provider_managed else []
+    )
     return hashlib.sha256(json.dumps([spec.digest(), argv]).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """The SIMULATED TDX provider of one launch: the stand-in for the TDX module and its quoting enclave.
+
+    It measures the kernel, initrd, command line and firmware the launch hands QEMU, keeps its test PKI (the
+    simulated PCK key) in ``state_dir`` and answers on ``run_dir``/provider.sock only connections that carry
+    the token it writes to ``run_dir``/provider.token. In the lab it runs on the controller, so that the TD
+    host, which owns the run folder, never holds the key that signs quotes.
+    """
+
+    state_dir: str
+    run_dir: str
+    kernel: str
+    initrd: str
+    cmdline: str
+    firmware: str = ""
+    kit_root: str = ""
+
+    @property
+    def state(self) -> Path:
+        return Path(self.state_dir)
+
+    def argv(self, python: str) -> list[str]:
+        argv = [
+            python,
+            str(Path(self.kit_root) / "bin" / "tdx-sim-provider"),
+            "serve",
+            "--state",
+            self.state_dir,
+            "--kernel",
+            self.kernel,
+            "--initrd",
+            self.initrd,
+            "--cmdline",
+            self.cmdline,
+            "--listen-unix",
+            str(provider_socket(Path(self.run_dir))),
+            "--token-file",
+            str(provider_token(Path(self.run_dir))),
+        ]
+        if self.firmware:
+            argv += ["--firmware", self.firmware]
+        return argv
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps([asdict(self), self.argv("python")]).encode()).hexdigest()
 
 
 def provider_argv(spec: LaunchSpec, python: str) -> list[str]:
     """The SIMULATED provider measures what QEMU is given (kernel, initrd, command line, firmware)."""
-    argv = [
-        python,
-        str(Path(spec.kit_root) / "bin" / "tdx-sim-provider"),
-        "serve",
-        "--state",
-        str(spec.run / "tdx-sim"),
-        "--kernel",
-        str(spec.image / "vmlinuz"),
-        "--initrd",
-        str(spec.image / "initrd.img"),
-        "--cmdline",
-        spec.cmdline,
-        "--listen-unix",
-        str(provider_socket(spec.run)),
-        "--token-file",
-        str(provider_token(spec.run)),
-    ]
-    if spec.firmware:
-        argv += ["--firmware", spec.firmware]
-    return argv
+    return spec.provider().argv(python)
+
+
+def provider_pidfile(provider: ProviderSpec) -> Path:
+    return provider.state / "provider.pid"
+
+
+def provider_running(provider: ProviderSpec) -> bool:
+    return (
+        pid_alive(read_pid(provider_pidfile(provider)), "tdx-sim-provider")
+        and provider_socket(Path(provider.run_dir)).exists()
+    )
+
+
+def provider_status(provider: ProviderSpec) -> dict[str, Any]:
+    running = provider_running(provider)
+    try:
+        recorded = json.loads((provider.state / "provider.json").read_text(encoding="utf-8")).get("digest")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return {
+        "running": running,
+        "matches_spec": running and recorded == provider.digest(),
+        "socket": str(provider_socket(Path(provider.run_dir))),
+        "collateral": str(provider.state / "collateral.json"),
+        "root": str(provider.state / "root.der"),
+        "simulated": True,
+        "notice": SIMULATED_NOTICE,
+    }
+
+
+def provider_stop(provider: ProviderSpec) -> bool:
+    """Stop the provider (idempotent); its socket and token go with it, its PKI stays."""
+    changed = _kill(provider_pidfile(provider), "tdx-sim-provider", grace=5.0)
+    run = Path(provider.run_dir)
+    for path in (provider_socket(run), provider_token(run), provider.state / "provider.json"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return changed
+
+
+def provider_start(
+    provider: ProviderSpec, python: str, runner: Runner | None = None, wait: float = 20.0
+) -> bool:
+    """Start the provider unless the same one runs (True when started): fresh collateral, then serve."""
+    current = provider_status(provider)
+    if current["matches_spec"]:
+        return False
+    provider_stop(provider)
+    Path(provider.run_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    provider.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Every start: fresh collateral (valid 30 days), and a PKI under the fixed test root.
+    (runner or _run)(
+        [
+            python,
+            str(Path(provider.kit_root) / "bin" / "tdx-sim-provider"),
+            "setup",
+            "--state",
+            provider.state_dir,
+        ]
+    )
+    with open(provider.state / "provider.log", "ab") as log:
+        proc = subprocess.Popen(
+            provider.argv(python),
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    provider_pidfile(provider).write_text(f"{proc.pid}\n", encoding="utf-8")
+    deadline = time.monotonic() + wait
+    while not provider_socket(Path(provider.run_dir)).exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = (provider.state / "provider.log").read_text(errors="replace")[-800:]
+            provider_stop(provider)
+            raise TdHostError(f"the SIMULATED TDX provider did not start: {tail}")
+        time.sleep(0.1)
+    (provider.state / "provider.json").write_text(
+        json.dumps({"digest": provider.digest()}) + "\n", encoding="utf-8"
+    )
+    return True
 
 
 def swtpm_ca_files(run: Path) -> dict[str, Path]:
@@ -390,11 +517,15 @@ def pid_alive(pid: int | None, expect: str = "") -> bool:
     return expect in cmd
 
 
-def process_state(run: Path) -> dict[str, bool]:
+def process_state(spec: LaunchSpec) -> dict[str, bool]:
+    """What runs; a provider run elsewhere counts by its socket in the run folder (its pid is not ours)."""
+    run = spec.run
     return {
         "qemu": pid_alive(read_pid(run / "qemu.pid"), str(run / "overlay.qcow2")),
         "swtpm": pid_alive(read_pid(run / "swtpm.pid"), str(run / "tpm")),
-        "provider": pid_alive(read_pid(run / "provider.pid"), "tdx-sim-provider"),
+        "provider": (
+            provider_running(spec.provider()) if spec.provider_managed else provider_socket(run).exists()
+        ),
     }
 
 
@@ -434,7 +565,7 @@ def load_launch(run: Path) -> dict[str, Any]:
 
 def status(spec: LaunchSpec) -> dict[str, Any]:
     run = spec.run
-    procs = process_state(run)
+    procs = process_state(spec)
     launch = load_launch(run)
     wanted = ("qemu", "swtpm", "provider") if spec.mode == "lab" else ("qemu",)
     running = all(procs[p] for p in wanted)
@@ -495,8 +626,9 @@ def stop(spec: LaunchSpec) -> bool:
     run = spec.run
     changed = _kill(run / "qemu.pid", str(run / "overlay.qcow2"))
     changed = _kill(run / "swtpm.pid", str(run / "tpm")) or changed
-    changed = _kill(run / "provider.pid", "tdx-sim-provider", grace=5.0) or changed
-    for name in ("overlay.qcow2", "swtpm.sock", provider_socket(run).name, provider_token(run).name):
+    if spec.provider_managed:
+        changed = provider_stop(spec.provider()) or changed
+    for name in ("overlay.qcow2", "swtpm.sock"):
         with contextlib.suppress(OSError):
             (run / name).unlink()
     return changed
@@ -534,6 +666,11 @@ def start(spec: LaunchSpec, python: str, boot_timeout: float, runner: Runner = _
         raise TdHostError(
             "netcat (nc) is missing: the registrar forward needs it (apt-get install netcat-openbsd)"
         )
+    if spec.mode == "lab" and not spec.provider_managed and not provider_socket(run).exists():
+        raise TdHostError(
+            f"no SIMULATED TDX provider answers on {provider_socket(run)}: the controller starts it "
+            "before the launch (roles/td_host, teeproof.kit.tdx_sim_provider)"
+        )
     disk, fmt = spec.disk()
     serial = run / "serial.log"
     if serial.exists():
@@ -544,25 +681,8 @@ def start(spec: LaunchSpec, python: str, boot_timeout: float, runner: Runner = _
         if not (run / "tpm" / "tpm2-00.permall").exists():
             runner(swtpm_setup_argv(run))
         runner(swtpm_argv(run))
-        # Every launch: fresh collateral (valid 30 days), and a PKI under the fixed test root.
-        runner(
-            [
-                python,
-                str(Path(spec.kit_root) / "bin" / "tdx-sim-provider"),
-                "setup",
-                "--state",
-                str(run / "tdx-sim"),
-            ]
-        )
-        with open(run / "provider.log", "ab") as log:
-            proc = subprocess.Popen(
-                provider_argv(spec, python),
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        (run / "provider.pid").write_text(f"{proc.pid}\n", encoding="utf-8")
+        if spec.provider_managed:
+            provider_start(spec.provider(), python, runner)
     runner(
         ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk), "-F", fmt, str(run / "overlay.qcow2")]
     )
@@ -583,15 +703,17 @@ def start(spec: LaunchSpec, python: str, boot_timeout: float, runner: Runner = _
         encoding="utf-8",
     )
     while True:
-        procs = process_state(run)
+        procs = process_state(spec)
         if not procs["qemu"]:
             raise TdHostError("QEMU exited before the guest answered SSH", serial_tail(run))
         if spec.mode == "lab" and not procs["provider"]:
-            raise TdHostError(
-                "the SIMULATED TDX provider exited: "
-                + (run / "provider.log").read_text(errors="replace")[-800:],
-                serial_tail(run),
+            log = spec.provider().state / "provider.log"
+            why = (
+                log.read_text(errors="replace")[-800:]
+                if spec.provider_managed and log.exists()
+                else f"its socket {provider_socket(run)} is gone"
             )
+            raise TdHostError(f"the SIMULATED TDX provider is gone: {why}", serial_tail(run))
         if ssh_banner(spec.ssh_port):
             break
         if time.monotonic() - started > boot_timeout:

@@ -100,6 +100,14 @@ options:
     description: Unix socket of the host's quote generation service (O(mode=tdx)).
     type: str
     default: /var/run/tdx-qgs/qgs.socket
+  provider_managed:
+    description: >-
+      O(mode=lab): C(true) the launch runs its own SIMULATED provider (its state in O(run_dir)); C(false)
+      the provider runs elsewhere (the lab's controller, M(teeproof.kit.tdx_sim_provider), so that the TD
+      host never holds the key that signs quotes) and the launch only forwards its guest to the socket in
+      O(run_dir), refusing to start without it.
+    type: bool
+    default: true
   kit_root:
     description: The kit's checkout (for bin/tdx-sim-provider).
     type: path
@@ -177,6 +185,7 @@ def main() -> None:
             "registrar_guest_port": {"type": "int", "default": 8890},
             "firmware": {"type": "str", "default": ""},
             "qgs_socket": {"type": "str", "default": "/var/run/tdx-qgs/qgs.socket"},
+            "provider_managed": {"type": "bool", "default": True},
             "kit_root": {"type": "path", "required": True},
             "python": {"type": "path", "required": True},
             "boot_timeout": {"type": "int", "default": 420},
@@ -205,6 +214,7 @@ def main() -> None:
         firmware=p["firmware"],
         qgs_socket=p["qgs_socket"],
         kit_root=p["kit_root"],
+        provider_managed=p["provider_managed"],
     )
     try:
         spec.validate()

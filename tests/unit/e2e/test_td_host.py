@@ -147,7 +147,7 @@ def test_recycled_pid_is_not_taken_for_our_process(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "qemu.pid").write_text(f"{os.getpid()}\n")  # a live pid that is not QEMU
-    assert th.process_state(run)["qemu"] is False
+    assert th.process_state(spec(tmp_path))["qemu"] is False
     assert th.stop(spec(tmp_path)) is False
     assert not (run / "qemu.pid").exists()
 
@@ -164,7 +164,7 @@ def test_stop_kills_only_the_recorded_process(tmp_path: Path) -> None:
                 break
             time.sleep(0.05)
         (run / "qemu.pid").write_text(f"{proc.pid}\n")
-        assert th.process_state(run)["qemu"] is True
+        assert th.process_state(spec(tmp_path))["qemu"] is True
         assert th.stop(spec(tmp_path)) is True
         assert proc.wait(timeout=30) != 0
     finally:
@@ -184,6 +184,12 @@ def test_failed_boot_reports_the_serial_tail(tmp_path: Path) -> None:
 
     class FakeProc:
         pid = os.getpid()
+
+        def __init__(self) -> None:
+            th.provider_socket(s.run).touch()  # the provider "listens"
+
+        def poll(self) -> None:
+            return None
 
     try:
         subprocess.Popen = lambda *a, **k: FakeProc()  # type: ignore[assignment,misc]
@@ -227,3 +233,21 @@ def test_a_launch_on_a_running_labs_port_is_refused_by_name(
     assert "bin/kit status" in str(err.value)
     assert started == []
     assert str(s.ssh_port) not in str(err.value)
+
+
+def test_a_launch_whose_provider_runs_elsewhere_needs_its_socket_and_never_starts_one(tmp_path: Path) -> None:
+    """The lab's TD host launches with the controller's provider: no socket, nothing starts; with one, no
+    provider of its own is spawned, the forward is the same, and a stop leaves the controller's socket."""
+    s = spec(tmp_path, provider_managed=False)
+    started: list[str] = []
+    with pytest.raises(th.TdHostError, match="the controller starts it before the launch"):
+        th.start(s, sys.executable, boot_timeout=5, runner=lambda argv: started.append(argv[0]))
+    assert started == []
+    assert th.qemu_argv(s) == th.qemu_argv(spec(tmp_path, **{**s.__dict__, "provider_managed": True}))
+    assert "tdx-sim-provider" not in " ".join(th.provider_argv(s, "py")[:1])
+    s.run.mkdir(exist_ok=True)
+    th.provider_socket(s.run).touch()
+    th.provider_token(s.run).write_text("token\n")
+    assert th.process_state(s)["provider"] is True
+    assert th.stop(s) is False
+    assert th.provider_socket(s.run).exists() and th.provider_token(s.run).exists()

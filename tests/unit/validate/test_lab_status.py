@@ -94,6 +94,14 @@ def test_a_half_stopped_lab_and_a_stale_guest_are_named() -> None:
     assert "launched from another spec" in report(run_of(stale))[1]
 
 
+def test_a_lab_whose_td_host_container_is_gone_is_stopped_not_failed() -> None:
+    """playbooks/lab.yml ignores an unreachable TD host (its container removed): nothing of the guest runs."""
+    gone = {"action": "teeproof.kit.td_launch", "unreachable": True, "msg": "no such container"}
+    rc, text = report(run_of(gone, containers()))
+    assert rc == lab_status.STOPPED
+    assert "Error" not in text and "Guest: not reported" in text
+
+
 def test_a_failed_status_run_names_the_task() -> None:
     failed = {"action": "teeproof.kit.td_launch", "failed": True, "msg": "no image"}
     rc, text = report(run_of(failed))

@@ -313,10 +313,17 @@ def test_parties_that_meet_are_refused(
     assert any(needle in p for p in problems), problems
 
 
-def test_the_lab_may_run_every_party_here_but_still_needs_them() -> None:
-    lab = {**GROUPS, "td_host": ["localhost"]}
-    assert party_problems(lab, HOSTVARS, ["controller"], simulated=True) == []
-    assert party_problems({}, HOSTVARS, ["controller"], simulated=True) == [
+def test_no_inventory_may_put_the_td_host_on_the_controllers_machine_and_each_party_needs_a_host() -> None:
+    """The lab's old shape (the TD host this machine) is refused now that its TD host is a container."""
+    old_lab = {**GROUPS, "td_host": ["localhost"]}
+    hostvars = {**HOSTVARS, "localhost": {"ansible_connection": "local"}}
+    assert any(
+        "'localhost' is also in 'controller'" in p for p in party_problems(old_lab, hostvars, ["controller"])
+    )
+    lab = {**GROUPS, "td_host": ["kit-td-host"]}
+    container = {"ansible_host": "kit-td-host-e2e", "ansible_connection": "containers.podman.podman"}
+    assert party_problems(lab, {**hostvars, "kit-td-host": container}, ["controller", "td_host"]) == []
+    assert party_problems({}, HOSTVARS, ["controller"]) == [
         "the inventory has no host in group 'controller' (this playbook needs controller)"
     ]
     with pytest.raises(ValueError, match="unknown parties"):

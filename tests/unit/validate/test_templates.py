@@ -206,4 +206,4 @@ def test_the_rendered_inventory_and_the_lab_pass_the_parties_check(rendered: tup
     assert "SIMULATED" not in run.stdout
     lab = _parties_check(ROOT / "inventories" / "lab")
     assert lab.returncode == 0, lab.stdout[-2000:]
-    assert "SIMULATED lab: the TD host (localhost) is this machine" in " ".join(lab.stdout.split())
+    assert "The TD host (kit-td-host) is a container of its own" in " ".join(lab.stdout.split())
