@@ -7,8 +7,9 @@ and the verity salt and UUID are parameters. Files that came from packages keep 
 Python file's header holds its source's mtime). Every entry written after the base was unpacked (by the
 guest roles, maintainer scripts, the initramfs) gets the fixed time instead (``clamp_after``), so two builds
 from the same inputs give the same bytes; the build exports SOURCE_DATE_EPOCH, so pip and py3compile write
-hash-checked compiled files that a changed time does not make stale. The root hash goes on the kernel
-command line (RTMR2).
+hash-checked compiled files that a changed time does not make stale. ``mke2fs -d`` copies each entry's ctime
+from the folder, and a ctime is whenever the entry was last written or touched (no one can set it), so every
+inode then gets the fixed time in one ``debugfs`` pass. The root hash goes on the kernel command line (RTMR2).
 """
 
 from __future__ import annotations
@@ -81,6 +82,33 @@ def clamp_times(root: Path, after: float, epoch: int) -> int:
     return count
 
 
+def fixed_ctimes(rootfs: Path, image: Path, epoch: int, env: dict[str, str], runner: Runner) -> int:
+    """Give every inode that ``mke2fs -d`` made from ``rootfs`` the ctime ``epoch``; returns how many."""
+    paths: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(rootfs):
+        rel = os.path.relpath(dirpath, rootfs)
+        folder = "/" if rel == "." else "/" + rel
+        paths.append(folder)
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        paths += [f"{folder.rstrip('/')}/{name}" for name in [*filenames, *links]]
+    odd = [path for path in paths if any(c in path for c in '"\\\n')]
+    if odd:
+        raise PackError(f"debugfs cannot name {odd[0]!r} (a quote, a backslash or a newline in a file name)")
+    commands = image.with_name(image.name + ".ctime")
+    commands.write_text(
+        "".join(f'set_inode_field "{path}" ctime @{epoch}\n' for path in paths), encoding="utf-8"
+    )
+    try:
+        # debugfs echoes each command ("debugfs: ...") and reports a failed one on stderr, and exits 0
+        out = runner(["sh", "-c", 'debugfs -w -f "$1" "$2" 2>&1', "debugfs", str(commands), str(image)], env)
+    finally:
+        commands.unlink(missing_ok=True)
+    failed = [line for line in out.splitlines() if line.strip() and not line.startswith("debugfs")]
+    if failed:
+        raise PackError(f"debugfs could not give every entry the fixed ctime: {'; '.join(failed[:3])}")
+    return len(paths)
+
+
 def pack(
     rootfs: Path,
     out: Path,
@@ -108,6 +136,7 @@ def pack(
     options = f"root_owner=0:0,hash_seed={fs_uuid}"
     mkfs = ["mkfs.ext4", "-q", "-F", "-L", label, "-U", fs_uuid, "-E", options, "-d", str(rootfs)]
     runner([*mkfs, str(partial), f"{size_mib}M"], env)
+    fixed_ctimes(rootfs, partial, epoch, env, runner)
     size = partial.stat().st_size
     if size % BLOCK:
         raise PackError(f"the filesystem image is {size} bytes, not a multiple of {BLOCK}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,40 @@ def test_entries_written_after_the_base_get_the_fixed_time_and_pack_alike(tmp_pa
         assert (root / "etc" / "agent-link").lstat().st_mtime == EPOCH
         images.append(hashlib.sha256((tmp_path / f"{name}.raw").read_bytes()).hexdigest())
     assert images[0] == images[1]
+
+
+def _ctime(image: Path, path: str) -> int:
+    stat = subprocess.run(
+        ["debugfs", "-R", f"stat {path}", str(image)], capture_output=True, text=True, check=True
+    )
+    match = re.search(r"ctime: (0x[0-9a-f]+)", stat.stdout)
+    assert match, stat.stdout
+    return int(match.group(1), 16)
+
+
+def test_every_entry_gets_the_fixed_ctime_whenever_it_was_written(tmp_path: Path) -> None:
+    """mke2fs -d copies each entry's ctime (when it was last written or touched; nobody can set it) from the
+    folder: without the fixed ctime, two builds of the same files a second apart pack to other bytes."""
+    root = _tree(tmp_path / "root")
+    (root / "fifo").mkdir()
+    os.mkfifo(root / "fifo" / "pipe")
+    os.symlink("etc", root / "etc-link")
+    _pack(root, tmp_path / "one.raw")
+    for path in [
+        "/",
+        "/etc",
+        "/etc/keylime/agent.conf",
+        "/etc/agent-link",
+        "/root/.ssh",
+        "/fifo/pipe",
+        "/etc-link",
+    ]:
+        assert _ctime(tmp_path / "one.raw", path) == EPOCH, path
+
+
+def test_a_name_debugfs_cannot_quote_is_refused_by_name(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "root")
+    (root / 'say "hi"').write_text("x")
+    with pytest.raises(verity_pack.PackError, match="debugfs cannot name"):
+        _pack(root, tmp_path / "one.raw")
+    assert not (tmp_path / "one.raw").exists()
