@@ -56,6 +56,8 @@ def parse(run: dict[str, Any]) -> LabStatus:
     for name, result in _results(run):
         if result.get("unreachable"):
             # the TD host's container is gone (playbooks/lab.yml ignores it): nothing of the guest runs there
+            if result.get("action", GUEST_ACTION) == GUEST_ACTION and not status.guest:
+                status.guest = {"running": False, "processes": {}, "td_host_gone": True}
             continue
         if result.get("failed"):
             status.errors.append(f"{name}: {result.get('msg', 'failed')}")
@@ -76,6 +78,8 @@ def parse(run: dict[str, Any]) -> LabStatus:
 def _guest_lines(guest: dict[str, Any]) -> list[str]:
     if not guest:
         return ["not reported"]
+    if guest.get("td_host_gone"):
+        return ["not running (the TD host's container is not there)"]
     procs = guest.get("processes", {})
     names = sorted(
         procs, key=lambda n: (PROCESS_ORDER.index(n) if n in PROCESS_ORDER else len(PROCESS_ORDER), n)

@@ -99,7 +99,7 @@ def test_a_lab_whose_td_host_container_is_gone_is_stopped_not_failed() -> None:
     gone = {"action": "teeproof.kit.td_launch", "unreachable": True, "msg": "no such container"}
     rc, text = report(run_of(gone, containers()))
     assert rc == lab_status.STOPPED
-    assert "Error" not in text and "Guest: not reported" in text
+    assert "Error" not in text and "Guest: not running (the TD host's container is not there)" in text
 
 
 def test_a_failed_status_run_names_the_task() -> None:
