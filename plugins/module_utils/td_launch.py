@@ -140,14 +140,13 @@ class LaunchSpec:
 
     def provider(self) -> ProviderSpec:
         """The provider of this launch, when it runs its own (its state in the run folder)."""
-        return ProviderSpec(
-            state_dir=str(self.run / "tdx-sim"),
-            run_dir=self.run_dir,
-            kernel=str(self.image / "vmlinuz"),
-            initrd=str(self.image / "initrd.img"),
-            cmdline=self.cmdline,
-            firmware=self.firmware,
-            kit_root=self.kit_root,
+        return ProviderSpec.for_image(
+            str(self.run / "tdx-sim"),
+            self.run_dir,
+            self.image_dir,
+            self.cmdline,
+            self.firmware,
+            self.kit_root,
         )
 
     def disk(self) -> tuple[Path, str]:
@@ -303,6 +302,22 @@ class ProviderSpec:
     cmdline: str
     firmware: str = ""
     kit_root: str = ""
+
+    @classmethod
+    def for_image(
+        cls, state_dir: str, run_dir: str, image_dir: str, cmdline: str, firmware: str, kit_root: str
+    ) -> ProviderSpec:
+        """The provider of a launch of the image in ``image_dir`` (its vmlinuz and initrd.img)."""
+        image = Path(image_dir)
+        return cls(
+            state_dir=state_dir,
+            run_dir=run_dir,
+            kernel=str(image / "vmlinuz"),
+            initrd=str(image / "initrd.img"),
+            cmdline=cmdline,
+            firmware=firmware,
+            kit_root=kit_root,
+        )
 
     @property
     def state(self) -> Path:

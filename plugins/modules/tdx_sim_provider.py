@@ -107,14 +107,8 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    spec = ProviderSpec(
-        state_dir=p["state_dir"],
-        run_dir=p["run_dir"],
-        kernel=f"{p['image_dir']}/vmlinuz",
-        initrd=f"{p['image_dir']}/initrd.img",
-        cmdline=p["cmdline"].strip(),
-        firmware=p["firmware"],
-        kit_root=p["kit_root"],
+    spec = ProviderSpec.for_image(
+        p["state_dir"], p["run_dir"], p["image_dir"], p["cmdline"].strip(), p["firmware"], p["kit_root"]
     )
     current = provider_status(spec)
     try:
