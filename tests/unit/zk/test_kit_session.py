@@ -140,7 +140,10 @@ class Lab:
         assert self.proc is not None
         pids: list[int] = []
         for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-            pids += [int(p) for p in (task / "children").read_text().split()]
+            try:
+                pids += [int(p) for p in (task / "children").read_text().split()]
+            except FileNotFoundError:  # a thread that ended after the listing has no children left
+                continue
         return pids
 
     def stop(self) -> int:
