@@ -1,6 +1,7 @@
 """kit-agent-restart (roles/keylime_agent/files): the job's one call in the TD for step 2.
 
-systemctl and journalctl are stand-ins on PATH that record their calls; the program is run as the job runs it.
+systemctl, journalctl and tpm2_dictionarylockout are stand-ins on PATH that record their calls; the program is
+run as the job runs it.
 """
 
 from __future__ import annotations
@@ -29,10 +30,17 @@ import json, os, sys
 with open(os.environ["FAKE_CALLS"], "a") as log:
     log.write(json.dumps([os.path.basename(sys.argv[0])] + sys.argv[1:]) + "\\n")
 if sys.argv[1:2] == ["show"]:
-    print("f00dfeed")
+    ids = os.environ["FAKE_INVOCATIONS"]  # one id a line: each show takes the first, the last one stays
+    lines = open(ids).read().split() if os.path.exists(ids) else ["f00dfeed"]
+    print(lines[0])
+    if len(lines) > 1:
+        open(ids, "w").write(" ".join(lines[1:]))
 elif os.path.basename(sys.argv[0]) == "journalctl":
     path = os.environ["FAKE_JOURNAL"]
     print(open(path).read() if os.path.exists(path) else "", end="")
+elif os.path.basename(sys.argv[0]) == "tpm2_dictionarylockout" and os.environ.get("FAKE_DA_FAIL"):
+    sys.stderr.write("ERROR: Esys_DictionaryAttackLockReset(0x98E) - tpm:session(1):HMAC check failed")
+    sys.exit(1)
 """
 
 
@@ -45,19 +53,28 @@ def tools(tmp_path: Path) -> dict[str, Path]:
     """Stand-in systemctl and journalctl; the journal file they read and the calls they record."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name in ("systemctl", "journalctl"):
+    for name in ("systemctl", "journalctl", "tpm2_dictionarylockout"):
         path = bin_dir / name
         path.write_text(FAKE.format(python=sys.executable))
         path.chmod(0o755)
-    return {"bin": bin_dir, "journal": tmp_path / "journal.txt", "calls": tmp_path / "calls.jsonl"}
+    return {
+        "bin": bin_dir,
+        "journal": tmp_path / "journal.txt",
+        "calls": tmp_path / "calls.jsonl",
+        "invocations": tmp_path / "invocations.txt",
+    }
 
 
-def run(tools: dict[str, Path], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run(
+    tools: dict[str, Path], *args: str, stdin: str = "", env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "PATH": f"{tools['bin']}{os.pathsep}{os.environ['PATH']}",
         "FAKE_JOURNAL": str(tools["journal"]),
         "FAKE_CALLS": str(tools["calls"]),
+        "FAKE_INVOCATIONS": str(tools["invocations"]),
+        **(env_extra or {}),
     }
     argv = [sys.executable, str(PROGRAM), *args]
     return subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False)
@@ -75,6 +92,7 @@ def calls(tools: dict[str, Path]) -> list[list[str]]:
         ("INFO:keylime:Registration activated for agent abc\n", "registered"),
         ("ERROR: ... different TPM identity is forbidden\n", "refused"),
         ("ERROR: Registration failed: 500\n", "failed"),
+        ("keylime.tpm - ERROR - Error decrypting AIK\nException: Activation failed\n", "failed"),
         ("INFO:keylime:Starting the agent\n", None),
     ],
 )
@@ -98,11 +116,36 @@ def test_registered_installs_the_ca_clears_the_result_and_follows_only_this_star
     assert stat.S_IMODE(ca.stat().st_mode) == 0o644
     assert stat.S_IMODE(ca.parent.stat().st_mode) == 0o700
     assert not result.exists()
-    assert calls(tools)[:2] == [
+    assert out["da_reset"] == "ok"
+    assert calls(tools)[:3] == [
+        ["tpm2_dictionarylockout", "--clear-lockout"],  # before the agent uses its DA-protected keys
         ["systemctl", "restart", "keylime_agent"],
         ["systemctl", "show", "-p", "InvocationID", "--value", "keylime_agent"],
     ]
-    assert calls(tools)[2] == ["journalctl", "_SYSTEMD_INVOCATION_ID=f00dfeed", "-o", "cat", "--no-pager"]
+    assert calls(tools)[3] == ["journalctl", "_SYSTEMD_INVOCATION_ID=f00dfeed", "-o", "cat", "--no-pager"]
+
+
+def test_a_da_reset_that_fails_is_reported_not_fatal_and_can_be_skipped(tools: dict[str, Path]) -> None:
+    tools["journal"].write_text("INFO: Registration activated for agent x\n")
+    done = run(tools, env_extra={"FAKE_DA_FAIL": "1"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["da_reset"].startswith("not reset (exit 1") and "0x98E" in done.stdout
+    tools["calls"].unlink()
+    done = run(tools, "--no-da-reset")
+    assert json.loads(done.stdout)["da_reset"] == "skipped"
+    assert ["tpm2_dictionarylockout", "--clear-lockout"] not in calls(tools)
+
+
+def test_a_start_that_ended_without_a_word_fails_at_once(tools: dict[str, Path]) -> None:
+    """The agent died (systemd started another): no five-minute wait for a log line that cannot come."""
+    tools["journal"].write_text(
+        "INFO: Agent registration requested for x\nTraceback (most recent call last):\n"
+    )
+    tools["invocations"].write_text("f00dfeed\nf00dfeed\nbeefcafe\n")
+    done = run(tools, "--timeout", "60")
+    out = json.loads(done.stdout)
+    assert done.returncode == 1 and out["outcome"] == "failed" and out["invocation"] == "f00dfeed"
+    assert out["lines"] == ["INFO: Agent registration requested for x"]
 
 
 def test_a_refusal_is_reported_for_the_controller_to_judge(tools: dict[str, Path]) -> None:
@@ -150,7 +193,10 @@ def test_the_session_unit_restarts_first_and_must_listen(tools: dict[str, Path])
         port = listener.getsockname()[1]
         done = run(tools, "--session-unit", "kit-session", "--session-port", str(port))
     assert done.returncode == 0, done.stderr
-    assert calls(tools)[0] == ["systemctl", "restart", "kit-session"]
-    assert calls(tools)[1] == ["systemctl", "restart", "keylime_agent"]
+    assert calls(tools)[:3] == [
+        ["systemctl", "restart", "kit-session"],
+        ["tpm2_dictionarylockout", "--clear-lockout"],
+        ["systemctl", "restart", "keylime_agent"],
+    ]
     done = run(tools, "--session-unit", "kit-session", "--session-port", str(port), "--timeout", "1")
     assert done.returncode == 1 and "nothing listens" in done.stderr
