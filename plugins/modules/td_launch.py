@@ -147,6 +147,16 @@ serial_tail:
   description: End of the serial log (on failure and for O(state=status)).
   returned: when available
   type: str
+boot_attempts:
+  description: >-
+    Boots it took (0 when the same guest already ran). In the lab a boot that dies of TCG's code-patching race
+    (C(Oops: int3)) is launched once more; no other failure is.
+  returned: O(state=started)
+  type: int
+retried_because:
+  description: Why the lab launched a second boot.
+  returned: when a boot was retried
+  type: str
 """
 
 from typing import Any

@@ -201,6 +201,55 @@ def test_failed_boot_reports_the_serial_tail(tmp_path: Path) -> None:
     assert "Kernel panic" in err.value.serial_tail
 
 
+@pytest.mark.parametrize(
+    ("first_log", "launches"),
+    [
+        (
+            "[ 15.869690] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\nKernel panic - not syncing: Fatal\n",
+            2,
+        ),
+        ("device-mapper: verity: data block 7 is corrupted\nKernel panic - not syncing: VFS\n", 1),
+    ],
+)
+def test_only_a_tcg_code_patching_race_is_booted_once_more(
+    tmp_path: Path, first_log: str, launches: int
+) -> None:
+    """The lab's TCG race (a stale int3) gets one more boot; a dm-verity panic or any other is final."""
+    s = th.LaunchSpec(**{**spec(tmp_path).__dict__, "mode": "lab"})
+    qemu: list[int] = []
+
+    def runner(argv: Sequence[str]) -> None:
+        if argv[0] == "qemu-system-x86_64":
+            qemu.append(1)
+            log = (
+                first_log
+                if len(qemu) == 1
+                else "device-mapper: verity: corrupted\nKernel panic - not syncing\n"
+            )
+            (s.run / "serial.log").write_text(log)
+            (s.run / "qemu.pid").write_text("999999999\n")  # QEMU "exited" at once
+
+    class FakeProc:
+        pid = os.getpid()
+
+        def __init__(self) -> None:
+            th.provider_socket(s.run).touch()
+
+        def poll(self) -> None:
+            return None
+
+    monkey_popen = subprocess.Popen
+    try:
+        subprocess.Popen = lambda *a, **k: FakeProc()  # type: ignore[assignment,misc]
+        with pytest.raises(th.TdHostError, match="QEMU exited"):
+            th.start(s, sys.executable, boot_timeout=5, runner=runner)
+    finally:
+        subprocess.Popen = monkey_popen  # type: ignore[misc]
+    assert len(qemu) == launches
+    if launches == 2:  # the first boot's log is kept beside the second's
+        assert th.TCG_CODE_PATCH_RACE in (s.run / "serial.log.1").read_text()
+
+
 def test_missing_netcat_is_named_before_anything_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
