@@ -1,26 +1,43 @@
 """Session mode: attest once, prove many. The wire format, the guest's session state and the session receipt.
 
 One file for both ends (the guest's ``kit-session`` service, the client ``bin/session-client`` and the tests),
-like ``td_claims``. Crypto is HPKE (RFC 9180) from ``cryptography`` (>= 46): DHKEM(X25519, HKDF-SHA256),
-HKDF-SHA256, ChaCha20-Poly1305, base mode. Nothing here is hand-made crypto.
+like ``td_claims``. Crypto is HPKE (RFC 9180) in PSK mode from ``pyhpke`` (``cryptography``'s HPKE is base
+mode only): DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305, checked against RFC 9180's test vector
+A.2.2. Responses are sealed with ChaCha20-Poly1305 from ``cryptography`` under a key exported from the
+request's HPKE context (as Oblivious HTTP, RFC 9458, does). Nothing here is hand-made crypto.
 
 Session key. The guest's service draws an X25519 key when it starts; the private half lives only in that
 process's memory, the public half is written to the TD's key folder (tmpfs), where ``tdx-get-quote`` reads it
 into the claims (``session_key``) that the quote binds. A restart, a reboot or a revocation loses it.
 
 Activation. The service serves nothing until the Keylime payload (released by the verifier only after PASS)
-hands it ``session.json``: ``{kit_session, session_id, session_key, nonce, expires_at}``. ``session_key`` must
-be the service's own (an activation meant for an earlier key is refused); ``nonce`` is the quote's nonce.
+hands it ``session.json``: ``{kit_session, session_id, session_key, nonce, expires_at, lifetime_s, psk}``.
+``session_key`` must be the service's own (an activation meant for an earlier key is refused); ``nonce`` is
+the quote's nonce; ``psk`` (32 random bytes, base64) is the client's credential: it exists only on the
+controller and, through the encrypted payload, in the service's memory. The TD refuses a ``lifetime_s`` over
+``MAX_SESSION_SECONDS`` and ends the session when either its own monotonic clock has run ``lifetime_s`` since
+the activation or the wall clock passed ``expires_at``: a host that sets the TD's wall clock back stretches
+nothing.
 
 Request (the host carries it; it sees only this)::
 
-    {"kit_session": 1, "session": ID, "seq": N, "ct": base64(HPKE enc || ciphertext)}
+    {"kit_session": 2, "session": ID, "seq": N, "ct": base64(HPKE enc || ciphertext)}
 
-HPKE ``info`` = canonical({"kit_session", "session", "seq"}), so a header moved to another ciphertext does not
+HPKE PSK mode with psk_id = the session id, ``info`` = canonical({"kit_session", "session", "seq"}), so only
+the holder of the PSK can make a request that decrypts, and a header moved to another ciphertext does not
 decrypt. The plaintext is ``{"input": <the circuit input>, "commit_key": <64 hex>}``. The guest checks, in
 this order and before decrypting anything: size, form, session id, expiry, sequence number (exactly the next
 one: a replayed or reordered request is refused); only then does it decrypt. The sequence number advances
-only when a request decrypts, so garbage from the host cannot burn numbers.
+only when a request decrypts, so a request the host seals from the public values burns no number.
+
+Reads (``GET /session``, ``GET /results/SEQ``) carry a read token in the ``Kit-Session-Read`` header:
+base64(enc || ciphertext) of an HPKE PSK-mode seal of ``{"read": PATH}`` with ``info`` =
+canonical({"kit_session", "session", "read": PATH}). Without a token that opens, the service answers 401 and
+nothing else. The answer is ``{"sealed": base64(nonce || ChaCha20-Poly1305(canonical({status, doc})))}``
+under the key the token's context exports (``RESPONSE_LABEL``): only the client that made the token can read
+it, and a token the host replays fetches an answer the host cannot open. ``POST /close`` with a token for
+``/close`` ends the session: the TD wipes its key and the session and draws a new key for the next
+attestation.
 
 Session receipt (signed with the receipt key bound in the same quote)::
 
@@ -49,16 +66,22 @@ try:  # the collection on the client, the file beside this one in the guest
 except ImportError:  # pragma: no cover - the guest's layout
     import td_claims  # type: ignore[no-redef]
 
-SESSION_VERSION = 1
+SESSION_VERSION = 2
 SESSION_RECEIPT_VERSION = 2
 SESSION_RECEIPT_FIELDS = (*td_claims.RECEIPT_FIELDS, "session_id", "seq", "request_sha256")
 DEFAULT_MAX_REQUEST_BYTES = 256 * 1024
 MAX_SESSION_SECONDS = 7 * 24 * 3600
+PSK_BYTES = 32
+READ_HEADER = "Kit-Session-Read"
+CLOSE_PATH = "/close"  # POST with a read token for this path: the client ends its session
+RESPONSE_LABEL = b"kit-session response"
+_NONCE_BYTES = 12
 _SESSION_ID = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _B64_KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
 ENVELOPE_FIELDS = ("kit_session", "session", "seq", "ct")
-ACTIVATION_FIELDS = ("kit_session", "session_id", "session_key", "nonce", "expires_at")
+ACTIVATION_FIELDS = ("kit_session", "session_id", "session_key", "nonce", "expires_at", "lifetime_s", "psk")
+MAX_READ_TOKEN_CHARS = 4096
 
 # Why a request or session was refused. The HTTP status each kind gets from the service.
 REFUSALS = {
@@ -69,7 +92,8 @@ REFUSALS = {
     "expired": 403,
     "replay": 409,
     "reorder": 409,
-    "decrypt": 400,  # wrong key, changed ciphertext or header
+    "decrypt": 400,  # wrong key or PSK, changed ciphertext or header
+    "unauthenticated": 401,  # a read without a token that opens under this session's key and PSK
     "input": 422,  # decrypted, but not a request (bad JSON, bad commit key)
     "busy": 429,  # the queue is full; the number is not used, send the same request again later
 }
@@ -92,10 +116,48 @@ class SessionError(ValueError):
         self.field = where
 
 
-def _hpke() -> Any:
-    from cryptography.hazmat.primitives import hpke
+def _suite() -> Any:
+    from pyhpke import AEADId, CipherSuite, KDFId, KEMId
 
-    return hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+    return CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305)
+
+
+def _kem_key(key: Any) -> Any:
+    from pyhpke import KEMKey
+
+    return KEMKey.from_pyca_cryptography_key(key)
+
+
+def _seal(
+    session_key: str, info: bytes, plaintext: bytes, psk: bytes, session_id: str
+) -> tuple[bytes, bytes]:
+    """HPKE PSK mode to the session key: (enc || ciphertext, the response key this context exports)."""
+    check_psk(psk)
+    enc, ctx = _suite().create_sender_context(
+        _kem_key(parse_session_key(session_key)), info, psk=psk, psk_id=session_id.encode()
+    )
+    return enc + ctx.seal(plaintext), ctx.export(RESPONSE_LABEL, 32)
+
+
+def _open(private_key: Any, info: bytes, sealed: bytes, psk: bytes, session_id: str) -> tuple[bytes, bytes]:
+    """The plaintext and the response key; raises ValueError when it does not open."""
+    try:
+        ctx = _suite().create_recipient_context(
+            sealed[:32], _kem_key(private_key), info, psk=psk, psk_id=session_id.encode()
+        )
+        return ctx.open(sealed[32:]), ctx.export(RESPONSE_LABEL, 32)
+    except Exception:  # OpenError, a bad point: wrong key or PSK, changed bytes, header moved
+        raise ValueError("does not open") from None
+
+
+def check_psk(psk: object) -> bytes:
+    if not isinstance(psk, bytes) or len(psk) != PSK_BYTES:
+        raise SessionError("psk", f"must be {PSK_BYTES} bytes")
+    return psk
+
+
+def new_psk() -> bytes:
+    return secrets.token_bytes(PSK_BYTES)
 
 
 # ---------------------------------------------------------------------------------------------- keys
@@ -147,14 +209,19 @@ def canonical_input(data: bytes | Mapping[str, Any]) -> bytes:
 
 
 def seal_request(
-    session_key: str, session_id: str, seq: int, input_data: Mapping[str, Any] | bytes, commit_key: bytes
+    session_key: str,
+    session_id: str,
+    seq: int,
+    input_data: Mapping[str, Any] | bytes,
+    commit_key: bytes,
+    psk: bytes,
 ) -> bytes:
-    """The request's bytes as sent: the input and its commit key encrypted to the session key."""
+    """The request's bytes as sent: the input and its commit key sealed to the session key with the PSK."""
     if len(commit_key) < 32:
         raise SessionError("commit_key", "must be at least 32 bytes")
     value = json.loads(canonical_input(input_data))
     plaintext = td_claims.canonical({"input": value, "commit_key": commit_key.hex()})
-    sealed = _hpke().encrypt(plaintext, parse_session_key(session_key), info=_info(session_id, seq))
+    sealed, _unused = _seal(session_key, _info(session_id, seq), plaintext, psk, session_id)
     envelope = {
         "kit_session": SESSION_VERSION,
         "session": session_id,
@@ -207,6 +274,47 @@ class Request:
     request_sha256: str
 
 
+# ---------------------------------------------------------------------------------------------- reads
+
+
+def _read_info(session_id: str, path: str) -> bytes:
+    return td_claims.canonical({"kit_session": SESSION_VERSION, "session": session_id, "read": path})
+
+
+def seal_read(session_key: str, session_id: str, path: str, psk: bytes) -> tuple[str, bytes]:
+    """A read token for ``path`` (the ``READ_HEADER`` value) and the key its answer is sealed with."""
+    sealed, key = _seal(
+        session_key, _read_info(session_id, path), td_claims.canonical({"read": path}), psk, session_id
+    )
+    return base64.b64encode(sealed).decode(), key
+
+
+def seal_response(key: bytes, status: int, doc: Mapping[str, Any]) -> dict[str, str]:
+    """An answer only the reader can open: ``{"sealed": base64(nonce || ChaCha20-Poly1305)}``."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    body = td_claims.canonical({"status": status, "doc": dict(doc)})
+    return {"sealed": base64.b64encode(nonce + ChaCha20Poly1305(key).encrypt(nonce, body, None)).decode()}
+
+
+def open_response(key: bytes, doc: Any) -> tuple[int, dict[str, Any]]:
+    """(status, document) of a sealed answer; raises SessionError when it is not one under ``key``."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    try:
+        raw = base64.b64decode(doc["sealed"], validate=True)
+        opened = json.loads(ChaCha20Poly1305(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], None))
+        status, inner = opened["status"], opened["doc"]
+        if not isinstance(status, int) or isinstance(status, bool) or not isinstance(inner, dict):
+            raise ValueError
+    except Exception:  # not a dict, not base64, InvalidTag, not the expected JSON
+        raise SessionError(
+            "response", "is not an answer sealed to this read (changed, or not from the TD)"
+        ) from None
+    return status, inner
+
+
 # ---------------------------------------------------------------------------------------------- activation
 
 
@@ -216,25 +324,39 @@ class Activation:
     session_key: str
     nonce: str
     expires_at: int
+    lifetime_s: int
+    psk: bytes = field(repr=False)
 
     def document(self) -> dict[str, Any]:
+        """The activation as the payload carries it (secret: it holds the PSK)."""
         return {
             "kit_session": SESSION_VERSION,
             "session_id": self.session_id,
             "session_key": self.session_key,
             "nonce": self.nonce,
             "expires_at": self.expires_at,
+            "lifetime_s": self.lifetime_s,
+            "psk": base64.b64encode(self.psk).decode(),
         }
 
 
+def _check_lifetime(lifetime_s: object, where: str) -> int:
+    if (
+        isinstance(lifetime_s, bool)
+        or not isinstance(lifetime_s, int)
+        or not 1 <= lifetime_s <= MAX_SESSION_SECONDS
+    ):
+        raise SessionError(where, f"must be 1..{MAX_SESSION_SECONDS} seconds, not {lifetime_s}")
+    return lifetime_s
+
+
 def make_activation(session_key: str, nonce: bytes, lifetime_s: int, now: float | None = None) -> Activation:
-    if not 1 <= lifetime_s <= MAX_SESSION_SECONDS:
-        raise SessionError("lifetime", f"must be 1..{MAX_SESSION_SECONDS} seconds, not {lifetime_s}")
+    """A new session for the quoted session key: its id, its expiry, a fresh PSK (the client's credential)."""
+    _check_lifetime(lifetime_s, "lifetime")
     parse_session_key(session_key)
     td_claims.check_nonce(nonce)
-    return Activation(
-        new_session_id(), session_key, nonce.hex(), int(now if now is not None else time.time()) + lifetime_s
-    )
+    start = int(now if now is not None else time.time())
+    return Activation(new_session_id(), session_key, nonce.hex(), start + lifetime_s, lifetime_s, new_psk())
 
 
 def parse_activation(doc: Any) -> Activation:
@@ -257,7 +379,14 @@ def parse_activation(doc: Any) -> Activation:
     expires = doc["expires_at"]
     if isinstance(expires, bool) or not isinstance(expires, int) or expires <= 0:
         raise SessionError("activation.expires_at", "not a positive integer (unix time)")
-    return Activation(doc["session_id"], doc["session_key"], doc["nonce"], expires)
+    lifetime = _check_lifetime(doc["lifetime_s"], "activation.lifetime_s")
+    try:
+        psk = base64.b64decode(doc["psk"], validate=True) if isinstance(doc["psk"], str) else b""
+    except (binascii.Error, ValueError):
+        psk = b""
+    if len(psk) != PSK_BYTES:
+        raise SessionError("activation.psk", f"not base64 of {PSK_BYTES} bytes")
+    return Activation(doc["session_id"], doc["session_key"], doc["nonce"], expires, lifetime, psk)
 
 
 # ------------------------------------------------------------------------------------------ the guest side
@@ -272,7 +401,9 @@ class SessionState:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     activation: Activation | None = None
     next_seq: int = 0
-    clock: Any = field(default=time.time)
+    clock: Any = field(default=time.time)  # the wall clock (the host sets it): only ever shortens a session
+    monotonic: Any = field(default=time.monotonic)  # the TD's own: the lifetime runs on it
+    activated_at: float = 0.0
 
     @classmethod
     def fresh(cls, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> SessionState:
@@ -287,10 +418,22 @@ class SessionState:
             )
         if activation.expires_at <= self.clock():
             raise SessionError("activation.expires_at", "already passed")
-        if self.activation is not None and self.activation.session_id != activation.session_id:
-            raise SessionError("activation.session_id", "this key already serves another session")
+        if self.activation is not None:
+            raise SessionError(
+                "activation.session_id",
+                "this key already serves a session"
+                + ("" if self.activation.session_id == activation.session_id else " (another one)"),
+            )
         self.activation = activation
+        self.activated_at = self.monotonic()
         return activation
+
+    def expired(self) -> bool:
+        """Past its lifetime on the TD's monotonic clock, or past its expiry on the wall clock."""
+        act = self.activation
+        return act is not None and (
+            self.monotonic() - self.activated_at >= act.lifetime_s or self.clock() >= act.expires_at
+        )
 
     def wipe(self) -> None:
         """Forget the key and the session (the revocation action stops the process as well)."""
@@ -306,7 +449,7 @@ class SessionState:
             )
         if envelope.session != self.activation.session_id:
             raise SessionRefused("session", "the request names another session")
-        if self.clock() >= self.activation.expires_at:
+        if self.expired():
             raise SessionRefused("expired", "the session has expired; attest again")
         if envelope.seq < self.next_seq:
             raise SessionRefused(
@@ -321,12 +464,19 @@ class SessionState:
     def open(self, raw: bytes) -> Request:
         """Check, then decrypt; advance the sequence number only for a request that decrypts."""
         envelope = self.check_header(raw)
+        assert self.activation is not None
         try:
-            plaintext = _hpke().decrypt(
-                envelope.sealed, self.private_key, info=_info(envelope.session, envelope.seq)
+            plaintext, _unused = _open(
+                self.private_key,
+                _info(envelope.session, envelope.seq),
+                envelope.sealed,
+                self.activation.psk,
+                envelope.session,
             )
-        except Exception:  # InvalidTag and friends: wrong key, changed bytes, header moved
-            raise SessionRefused("decrypt", "the request does not decrypt under this session's key") from None
+        except ValueError:
+            raise SessionRefused(
+                "decrypt", "the request does not decrypt under this session's key and PSK"
+            ) from None
         self.next_seq = envelope.seq + 1
         try:
             doc = json.loads(plaintext)
@@ -337,6 +487,39 @@ class SessionState:
         except (ValueError, KeyError, TypeError):
             raise SessionRefused("input", "the decrypted request is not {input, commit_key}") from None
         return Request(envelope.seq, value, td_claims.canonical(value), commit_key, envelope.raw_sha256)
+
+    def open_read(self, path: str, token: str | None) -> bytes:
+        """Check a read token for ``path``; the key to seal the answer with. Raises SessionRefused."""
+        if self.activation is None or self.private_key is None:
+            raise SessionRefused(
+                "not_active", "this service has no attested session; attest and activate one"
+            )
+        try:
+            sealed = (
+                base64.b64decode(token, validate=True)
+                if token and len(token) <= MAX_READ_TOKEN_CHARS
+                else b""
+            )
+        except (binascii.Error, ValueError):
+            sealed = b""
+        if len(sealed) < 32 + 16:
+            raise SessionRefused(
+                "unauthenticated", f"a read needs the {READ_HEADER} header of this session's client"
+            )
+        session_id = self.activation.session_id
+        try:
+            plaintext, key = _open(
+                self.private_key, _read_info(session_id, path), sealed, self.activation.psk, session_id
+            )
+        except ValueError:
+            raise SessionRefused(
+                "unauthenticated", "the read token does not open under this session's key and PSK"
+            ) from None
+        if plaintext != td_claims.canonical({"read": path}):
+            raise SessionRefused("unauthenticated", "the read token names another path")
+        if self.expired():
+            raise SessionRefused("expired", "the session has expired; attest again")
+        return bytes(key)
 
 
 # ---------------------------------------------------------------------------------------------- receipts

@@ -1,10 +1,13 @@
 """The client of session mode: check the attested session, send many sealed inputs, check every receipt.
 
 No Ansible: ``bin/session-client`` runs this, and so does ``roles/prove`` (tasks_from ``session``). The
-session record (``session.json`` on the client, 0600, nothing secret in it) is what the attestation left: the
+session record (``session.json`` on the client, nothing secret in it) is what the attestation left: the
 quote, the claims it bound (with the session key and the receipt key), the nonce, the reference it was checked
-with, and the activation the Keylime payload delivered (session id, expiry). ``check_attestation`` checks the
-quote again, with the same code as ``bin/proof-receipt``, before any input is sealed.
+with, and the activation the Keylime payload delivered (session id, expiry). Beside it, the session's
+credential (``session.psk.json``, 0600): the PSK that the activation carried to the TD and that every request
+and read is sealed with. Whoever holds it can use the session (never read an input or a commit key): it lives
+only as long as the session and ``close`` removes it. ``check_attestation`` checks the quote again, with the
+same code as ``bin/proof-receipt``, before any input is sealed.
 
 Inputs go out in order, numbered 0, 1, 2, ...; at most ``concurrency`` are queued in the TD at once; each
 result is accepted only after its receipt (signature by the quoted receipt key; session, number, request
@@ -18,7 +21,10 @@ outside an attested session.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import os
 import secrets
 import time
 import urllib.error
@@ -32,7 +38,8 @@ from ansible_collections.teeproof.kit.plugins.module_utils import prover_session
 from ansible_collections.teeproof.kit.plugins.module_utils import td_claims
 
 RECORD_VERSION = 1
-GONE_KINDS = ("not_active", "expired", "session")
+CREDENTIAL_VERSION = 1
+GONE_KINDS = ("not_active", "expired", "session", "unauthenticated")
 
 
 class SessionGone(Exception):
@@ -58,6 +65,7 @@ class SessionRecord:
     quote_b64: str = ""
     simulated: bool = False
     next_seq: int = 0
+    psk: bytes = field(default=b"", repr=False)  # the credential: never in document(), never printed
 
     @property
     def receipt_key(self) -> str:
@@ -107,6 +115,65 @@ class SessionRecord:
         tmp.write_text(json.dumps(self.document(), indent=1, sort_keys=True) + "\n")
         tmp.chmod(0o600)
         tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path, credential: Path | None = None) -> SessionRecord:
+        """The record at ``path`` with its credential (default: ``credential_path(path)``)."""
+        try:
+            record = cls.from_document(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise SessionClientError("record", f"{path}: {exc}") from None
+        record.psk = read_credential(credential or credential_path(path), record.session_id)
+        return record
+
+
+def credential_path(record: Path) -> Path:
+    """Where the credential of the record at ``record`` lives: ``NAME.psk.json`` beside ``NAME.json``."""
+    return record.with_name(record.stem + ".psk.json")
+
+
+def write_credential(path: Path, session_id: str, psk: bytes) -> None:
+    """Write the session's PSK, 0600 from its first byte, replacing any earlier one atomically."""
+    ps.check_psk(psk)
+    doc = {
+        "kit_session_credential": CREDENTIAL_VERSION,
+        "session_id": session_id,
+        "psk": base64.b64encode(psk).decode(),
+    }
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(doc) + "\n")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_credential(path: Path, session_id: str) -> bytes:
+    """The PSK of session ``session_id``; refused if others can read the file or it names another session."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SessionClientError(
+            "credential", f"{path} is missing: the session's PSK is only where the attestation wrote it"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise SessionClientError("credential", f"{path}: {exc}") from None
+    if mode & 0o077:
+        raise SessionClientError(
+            "credential", f"{path} is readable by others (mode {mode:o}); it must be 0600"
+        )
+    if not isinstance(doc, dict) or doc.get("kit_session_credential") != CREDENTIAL_VERSION:
+        raise SessionClientError("credential", f"{path} is not a session credential")
+    if doc.get("session_id") != session_id:
+        raise SessionClientError("credential", f"{path} belongs to another session than the record")
+    try:
+        return ps.check_psk(base64.b64decode(str(doc.get("psk")), validate=True))
+    except (binascii.Error, ValueError, ps.SessionError):
+        raise SessionClientError("credential", f"{path} holds no 32-byte PSK") from None
 
 
 def check_attestation(
@@ -227,12 +294,14 @@ class SessionClient:
         self.clock = clock
 
     # -- transport
-    def _http(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
+    def _http(
+        self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
         req = urllib.request.Request(
             self.record.url.rstrip("/") + path,
             data=body,
             method=method,
-            headers={"Content-Type": "application/json"} if body else {},
+            headers={**({"Content-Type": "application/json"} if body else {}), **(headers or {})},
         )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
@@ -246,18 +315,44 @@ class SessionClient:
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             raise SessionGone(f"the session service at {self.record.url} does not answer ({exc})") from None
 
+    def _get(self, path: str) -> tuple[int, dict[str, Any]]:
+        """A read with this session's token; the answer opened. An answer that does not open is refused."""
+        token, key = ps.seal_read(self.record.session_key, self.record.session_id, path, self.record.psk)
+        code, doc = self._http("GET", path, headers={ps.READ_HEADER: token})
+        if code != 200:  # a refusal: not sealed, so it may be the host's; it can only stop us, never feed us
+            return code, doc
+        try:
+            return ps.open_response(key, doc)
+        except ps.SessionError as exc:
+            raise SessionClientError("response", f"GET {path.split('?')[0]}: {exc}") from None
+
     def status(self) -> dict[str, Any]:
         """The service must hold the attested key and the activated session, not expired."""
         if self.clock() >= self.record.expires_at:
             raise SessionGone("the session has expired; attest again")
-        code, doc = self._http("GET", "/session")
+        code, doc = self._get("/session")
         if code != 200:
-            raise SessionGone(f"GET /session answered {code}")
+            raise SessionGone(f"GET /session answered {code} ({doc.get('error', 'no reason')})")
         if doc.get("session_key") != self.record.session_key:
             raise SessionGone("the service holds another session key (restarted, rebooted or revoked TD)")
         if not doc.get("active") or doc.get("session_id") != self.record.session_id:
             raise SessionGone("the service has no activated session with this id")
         return doc
+
+    def close(self) -> None:
+        """End the session: the TD wipes its key and the session. Raises unless the TD says it did."""
+        token, key = ps.seal_read(
+            self.record.session_key, self.record.session_id, ps.CLOSE_PATH, self.record.psk
+        )
+        code, doc = self._http("POST", ps.CLOSE_PATH, b"", headers={ps.READ_HEADER: token})
+        if code != 200:
+            raise SessionGone(f"POST {ps.CLOSE_PATH} answered {code} ({doc.get('error', 'no reason')})")
+        try:
+            status, inner = ps.open_response(key, doc)
+        except ps.SessionError as exc:
+            raise SessionClientError("response", f"POST {ps.CLOSE_PATH}: {exc}") from None
+        if status != 200 or inner.get("closed") != self.record.session_id:
+            raise SessionClientError("close", f"the TD did not confirm the close ({status})")
 
     # -- one request
     def _send(self, job: _Pending) -> None:
@@ -266,7 +361,12 @@ class SessionClient:
         t0 = time.perf_counter()
         job.seq = self.record.next_seq
         job.request = ps.seal_request(
-            self.record.session_key, self.record.session_id, job.seq, job.input_bytes, job.commit_key
+            self.record.session_key,
+            self.record.session_id,
+            job.seq,
+            job.input_bytes,
+            job.commit_key,
+            self.record.psk,
         )
         t1 = time.perf_counter()
         while True:
@@ -368,7 +468,7 @@ class SessionClient:
             # A long poll on the oldest request: the answer comes as soon as its proof is ready. The service
             # proves in order, so the others are usually ready by the time they are the oldest.
             job = waiting[0]
-            code, doc = self._http("GET", f"/results/{job.seq}?wait={self.long_poll_s:g}")
+            code, doc = self._get(f"/results/{job.seq}?wait={self.long_poll_s:g}")
             if code == 202:
                 if time.monotonic() > deadline:
                     raise SessionClientError("timeout", f"{len(waiting) + len(queue)} request(s) unanswered")

@@ -4,20 +4,27 @@
   session_attacks.py refusals --record R --vkey V --input IN [--max-bytes N]
   session_attacks.py crash    --record R --vkey V --input IN --kill-cmd 'ssh ... pkill ...'
 
-refusals: an oversized body, garbage, a request sealed to another key, a changed ciphertext, a request
-numbered ahead (reorder), a proved request sent again (replay), and an old proof answered to a new request;
-then a valid request, proved and checked. Prints {case: how it was refused}. crash: four inputs through the
-client (one retry each) while the prover workers are killed as soon as one request is being proved; prints how
-many attempts each took and how often the workers were started. Both keep the record's next number.
+refusals: an oversized body, garbage, a request the host seals from the public values (session key, session
+id, next number) with a PSK of its own (inject), reads without the client's token (GET /session and
+/results), a request sealed to another key, a changed ciphertext, a request numbered ahead (reorder), a proved
+request sent again (replay), and an old proof answered to a new request; then a valid request, proved and
+checked through a relay that records every byte the host carries (a capture on the forwarded port), which is
+searched for the proof and the public signals. Prints {case: how it was refused}. crash: four inputs through
+the client (one retry each) while the prover workers are killed as soon as one request is being proved; prints
+how many attempts each took and how often the workers were started. Both keep the record's next number.
+The record's credential (its PSK) is read from beside it, as bin/session-client reads it.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import dataclasses
 import http.client
 import json
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -49,7 +56,7 @@ def prove_one(client: sc.SessionClient, data: bytes) -> tuple[Any, sc.Result]:
     job = sc._Pending("one", ps.canonical_input(data), None)
     client._send(job)
     while True:
-        code, doc = client._http("GET", f"/results/{job.seq}")
+        code, doc = client._get(f"/results/{job.seq}")
         if code != 202:
             break
         time.sleep(0.3)
@@ -68,19 +75,82 @@ def post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
+def get(url: str, path: str) -> tuple[int, dict[str, Any]]:
+    """A read as the host can make it: no token."""
+    try:
+        with urllib.request.urlopen(url + path, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+class Capture:
+    """A TCP relay in front of the session port that keeps every byte it carries (what the host sees)."""
+
+    def __init__(self, target: str) -> None:
+        parsed = urllib.parse.urlsplit(target)
+        self.to = (parsed.hostname or "127.0.0.1", parsed.port or 80)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.seen = bytearray()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _addr = self.listener.accept()
+                upstream = socket.create_connection(self.to)
+                for a, b in ((conn, upstream), (upstream, conn)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                with self.lock:
+                    self.seen += data
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def found_in(seen: bytes, result: sc.Result) -> list[str]:
+    """What of the client's proof and public signals the captured bytes show in clear."""
+    proof = json.loads(result.proof)
+    values = [str(v) for key in ("pi_a", "pi_c") for v in proof[key][:2]]
+    values += [str(v) for v in json.loads(result.public) if len(str(v)) > 6]
+    return [v[:12] + "..." for v in values if v.encode() in seen]
+
+
 def refusals(args: argparse.Namespace) -> dict[str, Any]:
-    record = sc.SessionRecord.from_document(json.loads(args.record.read_text()))
+    record = sc.SessionRecord.load(args.record)
     client = sc.SessionClient(record, args.vkey)
     data = args.input.read_bytes()
     url = record.url.rstrip("/")
     out: dict[str, Any] = {}
     key = secrets.token_bytes(32)
 
-    def sealed(seq: int, to: str | None = None) -> bytes:
-        return ps.seal_request(to or record.session_key, record.session_id, seq, data, key)
+    def sealed(seq: int, to: str | None = None, psk: bytes | None = None) -> bytes:
+        return ps.seal_request(
+            to or record.session_key,
+            record.session_id,
+            seq,
+            data,
+            key,
+            psk if psk is not None else record.psk,
+        )
 
     out["oversized"] = announce_oversized(url, args.max_bytes + 1)
     out["malformed"] = post(url, b"this is not a request")
+    next_before = client.status()["next_seq"]
+    out["inject"] = post(url, sealed(record.next_seq, psk=secrets.token_bytes(32)))
+    out["inject_next_seq"] = [next_before, client.status()["next_seq"]]
+    out["read_session"] = get(url, "/session")
+    out["read_results"] = get(url, f"/results/{max(record.next_seq - 1, 0)}")
     other = ps.public_key_text(X25519PrivateKey.generate().public_key())
     out["wrong_key"] = post(url, sealed(record.next_seq, other))
     env = json.loads(sealed(record.next_seq))
@@ -95,23 +165,30 @@ def refusals(args: argparse.Namespace) -> dict[str, Any]:
     # an old proof answered to a new request: the receipt names the old number and request
     job = sc._Pending("new", ps.canonical_input(data), None)
     client._send(job)
-    code, old = client._http("GET", f"/results/{first.seq}")
+    code, old = client._get(f"/results/{first.seq}")
     try:
         client._accept(job, old)
         out["old_proof"] = [code, {"error": "ACCEPTED"}]
     except sc.SessionClientError as exc:
         out["old_proof"] = [code, {"error": exc.check, "message": str(exc)}]
-    while client._http("GET", f"/results/{job.seq}")[0] == 202:
+    while client._get(f"/results/{job.seq}")[0] == 202:
         time.sleep(0.5)
-    _unused, last = prove_one(client, data)
+    capture = Capture(record.url)
+    try:
+        captured = sc.SessionClient(dataclasses.replace(record, url=capture.url), args.vkey)
+        _unused, last = prove_one(captured, data)
+        record.next_seq = captured.record.next_seq
+    finally:
+        capture.close()
     out["valid_after"] = {"seq": last.seq, "receipt_checked": True}
+    out["capture"] = {"bytes": len(capture.seen), "in_clear": found_in(bytes(capture.seen), last)}
     out["state"] = client.status()
     record.save(args.record)
     return out
 
 
 def crash(args: argparse.Namespace) -> dict[str, Any]:
-    record = sc.SessionRecord.from_document(json.loads(args.record.read_text()))
+    record = sc.SessionRecord.load(args.record)
     client = sc.SessionClient(record, args.vkey, retries=1)
     data = args.input.read_bytes()
     before = client.status()
@@ -130,7 +207,7 @@ def crash(args: argparse.Namespace) -> dict[str, Any]:
     killed = None
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and killed is None:
-        code, doc = client._http("GET", f"/results/{first}")
+        code, doc = client._get(f"/results/{first}")
         if code == 202 and doc.get("status") == "proving":
             killed = subprocess.run(
                 args.kill_cmd, shell=True, capture_output=True, text=True, check=False

@@ -7,12 +7,18 @@
 ``serve`` draws the session key (X25519, in this process's memory only) and writes its public half where
 ``tdx-get-quote`` puts it into the TD's claims. It serves nothing until the Keylime payload, released only
 after the verifier's PASS, leaves the activation (``session.json``) in its runtime folder. Then, over the
-untrusted host's network (HTTP, every request HPKE-sealed to the session key; prover_session.py):
+untrusted host's network (HTTP; every request HPKE-sealed to the session key with the client's PSK, every
+read carrying a read token and answered sealed to it; prover_session.py):
 
   POST /requests        a sealed request -> 202 {"seq"} once it decrypted and is queued; refusals say why
   GET  /results/SEQ     202 while queued or proving; 200 {proof, public, receipt}; 410 {error} if it failed;
                         ?wait=S holds the answer until the request is finished (at most S, at most 30 s)
-  GET  /session         the public state (key, session id, next number, expiry, queue)
+  GET  /session         the session's state (key, session id, next number, expiry, queue, counts)
+  POST /close           the client ends the session: its key and everything queued are wiped, and a new
+                        key is drawn and published for the next attestation
+
+A GET without a read token that opens under the session's key and PSK gets 401 and nothing else; with one,
+the answer (its status and document) travels as {"sealed": ...} that only that reader can open.
 
 Each worker keeps the circuit and its proving key loaded (groth16py) and proves one request at a time; the
 input reaches it through a pipe, its witness files live in a private tmpfs folder removed after each job. A
@@ -203,7 +209,7 @@ class Service:
         self.jobs: OrderedDict[int, Job] = OrderedDict()
         self.lock = threading.Lock()
         self.finished = threading.Condition(self.lock)  # notified whenever a job is done or failed
-        self.counts = {"accepted": 0, "proved": 0, "failed": 0, "refused": 0}
+        self.counts = {"accepted": 0, "proved": 0, "failed": 0, "refused": 0, "unauthenticated": 0}
 
     # -- key and activation
     def publish_key(self) -> None:
@@ -249,6 +255,36 @@ class Service:
             self._evict()
             self.queue.put_nowait(request.seq)
             return int(request.seq)
+
+    def read_key(self, path: str, token: str | None) -> bytes:
+        """The key to seal the answer to a read with; raises SessionRefused for anyone but the client."""
+        with self.lock:
+            self._activate_from_file()
+            return self.read_key_locked(path, token)
+
+    def read_key_locked(self, path: str, token: str | None) -> bytes:
+        try:
+            return bytes(self.state.open_read(path, token))
+        except ps.SessionRefused as exc:
+            self.counts["unauthenticated" if exc.kind == "unauthenticated" else "refused"] += 1
+            log(f"read refused: {exc.kind}")
+            raise
+
+    def close(self, token: str | None) -> tuple[bytes, str]:
+        """The client ends its session: wipe the key, the session and the queue; publish a fresh key."""
+        with self.lock:
+            self._activate_from_file()
+            key = self.read_key_locked(ps.CLOSE_PATH, token)
+            assert self.state.activation is not None
+            closed = self.state.activation.session_id
+            self.state.wipe()
+            self.state = ps.SessionState.fresh(self.state.max_request_bytes)
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.jobs.clear()
+            self.publish_key()
+            log(f"session {closed[:8]} closed by its client: key and session wiped, a new key published")
+            return key, closed
 
     def _evict(self) -> None:
         finished = [s for s, j in self.jobs.items() if j.status in ("done", "failed")]
@@ -300,7 +336,9 @@ class Service:
             except queue.Empty:
                 continue
             with self.lock:
-                job = self.jobs[seq]
+                job = self.jobs.get(seq)
+                if job is None:  # the session was closed while it waited
+                    continue
                 job.status = "proving"
             request = job.request
             started = time.monotonic()
@@ -361,16 +399,32 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        if self.path == "/session":
-            self._send(200, self.service.public_state())
-        elif match := RESULT_PATH.fullmatch(self.path):
-            self._send(*self.service.result(int(match[1]), float(match[2] or 0)))
-        else:
+        match = RESULT_PATH.fullmatch(self.path)
+        if self.path != "/session" and not match:
             self._send(404, {"error": "not_found", "message": "GET /session or /results/SEQ[?wait=SECONDS]"})
+            return
+        try:
+            key = self.service.read_key(self.path, self.headers.get(ps.READ_HEADER))
+        except ps.SessionRefused as exc:
+            self._send(exc.status, {"error": exc.kind, "message": str(exc)})
+            return
+        if match:
+            status, doc = self.service.result(int(match[1]), float(match[2] or 0))
+        else:
+            status, doc = 200, self.service.public_state()
+        self._send(200, ps.seal_response(key, status, doc))
 
     def do_POST(self) -> None:
+        if self.path == ps.CLOSE_PATH:
+            try:
+                key, closed = self.service.close(self.headers.get(ps.READ_HEADER))
+            except ps.SessionRefused as exc:
+                self._send(exc.status, {"error": exc.kind, "message": str(exc)})
+                return
+            self._send(200, ps.seal_response(key, 200, {"closed": closed}))
+            return
         if self.path != "/requests":
-            self._send(404, {"error": "not_found", "message": "POST /requests"})
+            self._send(404, {"error": "not_found", "message": "POST /requests or /close"})
             return
         try:
             length = int(self.headers.get("Content-Length", ""))

@@ -1,4 +1,4 @@
-"""Session mode's wire format and state: every refusal before decryption, activation, session receipts."""
+"""Session mode's wire format and state: refusals before decryption, reads, activation, session receipts."""
 
 from __future__ import annotations
 
@@ -15,6 +15,25 @@ INPUT = {"a": "3", "b": "11", "secret": "987654321987"}
 COMMIT = bytes(range(32))
 
 
+# RFC 9180, appendix A.2.2: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305, PSK mode (the suite
+# and mode of every request and read), copied from the RFC's text.
+RFC9180_A22 = {
+    "info": "4f6465206f6e2061204772656369616e2055726e",
+    "skEm": "0c35fdf49df7aa01cd330049332c40411ebba36e0c718ebc3edf5845795f6321",
+    "pkRm": "13640af826b722fc04feaa4de2f28fbd5ecc03623b317834e7ff4120dbe73062",
+    "skRm": "77d114e0212be51cb1d76fa99dd41cfd4d0166b08caa09074430a6c59ef17879",
+    "psk": "0247fd33b913760fa1fa51e1892d9f307fbe65eb171e8132c2af18555a738b82",
+    "psk_id": "456e6e796e20447572696e206172616e204d6f726961",
+    "enc": "2261299c3f40a9afc133b969a97f05e95be2c514e54f3de26cbe5644ac735b04",
+    "pt": "4265617574792069732074727574682c20747275746820626561757479",
+    "aad0": "436f756e742d30",
+    "ct0": "4a177f9c0d6f15cfdf533fb65bf84aecdc6ab16b8b85b4cf65a370e07fc1d78d28fb073214525276f4a89608ff",
+    "aad1": "436f756e742d31",
+    "ct1": "5c3cabae2f0b3e124d8d864c116fd8f20f3f56fda988c3573b40b09997fd6c769e77c8eda6cda4f947f5b704a8",
+    "export_TestContext": "ad40e3ae14f21c99bfdebc20ae14ab86f4ca2dc9a4799d200f43a25f99fa78ae",
+}
+
+
 class Clock:
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now
@@ -29,14 +48,21 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def state(clock: Clock, nonce: bytes) -> ps.SessionState:
+def mono() -> Clock:
+    return Clock(50.0)
+
+
+@pytest.fixture
+def state(clock: Clock, mono: Clock, nonce: bytes) -> ps.SessionState:
     s = ps.SessionState.fresh(max_request_bytes=4096)
-    s.clock = clock
+    s.clock, s.monotonic = clock, mono
     s.activate(ps.make_activation(s.session_key, nonce, 600, now=clock.now).document())
     return s
 
 
-def sealed(state: ps.SessionState, seq: int, data: Any = None, key: str | None = None) -> bytes:
+def sealed(
+    state: ps.SessionState, seq: int, data: Any = None, key: str | None = None, psk: bytes | None = None
+) -> bytes:
     assert state.activation is not None
     return ps.seal_request(
         key or state.session_key,
@@ -44,7 +70,30 @@ def sealed(state: ps.SessionState, seq: int, data: Any = None, key: str | None =
         seq,
         data if data is not None else INPUT,
         COMMIT,
+        psk if psk is not None else state.activation.psk,
     )
+
+
+def test_hpke_psk_mode_is_rfc9180_a_2_2() -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from pyhpke import KEMKeyPair
+
+    v = {k: bytes.fromhex(x) for k, x in RFC9180_A22.items()}
+    eph = X25519PrivateKey.from_private_bytes(v["skEm"])
+    eks = KEMKeyPair(ps._kem_key(eph), ps._kem_key(eph.public_key()))
+    recipient = X25519PrivateKey.from_private_bytes(v["skRm"])
+    assert recipient.public_key().public_bytes_raw() == v["pkRm"]
+    enc, sender = ps._suite().create_sender_context(
+        ps._kem_key(recipient.public_key()), v["info"], psk=v["psk"], psk_id=v["psk_id"], eks=eks
+    )
+    assert enc == v["enc"]
+    assert sender.seal(v["pt"], v["aad0"]) == v["ct0"] and sender.seal(v["pt"], v["aad1"]) == v["ct1"]
+    assert sender.export(b"TestContext", 32) == v["export_TestContext"]
+    opened = ps._suite().create_recipient_context(
+        v["enc"], ps._kem_key(recipient), v["info"], psk=v["psk"], psk_id=v["psk_id"]
+    )
+    assert opened.open(v["ct0"], v["aad0"]) == v["pt"]
+    assert opened.export(b"TestContext", 32) == v["export_TestContext"]
 
 
 def refused(state: ps.SessionState, raw: bytes) -> str:
@@ -68,6 +117,17 @@ def test_the_host_sees_no_input(state: ps.SessionState) -> None:
     assert sorted(json.loads(raw)) == sorted(ps.ENVELOPE_FIELDS)
 
 
+def test_a_request_the_host_seals_from_public_values_burns_no_number(state: ps.SessionState) -> None:
+    """The host knows the session key, the session id and the next number, but not the PSK."""
+    assert state.activation is not None
+    for guess in (bytes(32), secrets.token_bytes(32)):
+        assert refused(state, sealed(state, 0, psk=guess)) == "decrypt"
+    assert state.next_seq == 0
+    assert state.open(sealed(state, 0)).seq == 0  # the client's own request takes the number
+    with pytest.raises(ps.SessionError, match="psk"):
+        sealed(state, 1, psk=b"short")
+
+
 def test_replay_and_reorder_are_refused(state: ps.SessionState) -> None:
     first = sealed(state, 0)
     state.open(first)
@@ -84,20 +144,20 @@ def test_replay_and_reorder_are_refused(state: ps.SessionState) -> None:
         (b"x" * 4097, "oversized"),
         (b"not json", "malformed"),
         (b"[]", "malformed"),
-        (json.dumps({"kit_session": 1, "session": "0" * 32, "seq": 0}).encode(), "malformed"),
-        (json.dumps({"kit_session": 2, "session": "0" * 32, "seq": 0, "ct": "A" * 88}).encode(), "malformed"),
-        (json.dumps({"kit_session": 1, "session": "ZZ", "seq": 0, "ct": "A" * 88}).encode(), "malformed"),
+        (json.dumps({"kit_session": 2, "session": "0" * 32, "seq": 0}).encode(), "malformed"),
+        (json.dumps({"kit_session": 1, "session": "0" * 32, "seq": 0, "ct": "A" * 88}).encode(), "malformed"),
+        (json.dumps({"kit_session": 2, "session": "ZZ", "seq": 0, "ct": "A" * 88}).encode(), "malformed"),
         (
-            json.dumps({"kit_session": 1, "session": "0" * 32, "seq": -1, "ct": "A" * 88}).encode(),
+            json.dumps({"kit_session": 2, "session": "0" * 32, "seq": -1, "ct": "A" * 88}).encode(),
             "malformed",
         ),
         (
-            json.dumps({"kit_session": 1, "session": "0" * 32, "seq": True, "ct": "A" * 88}).encode(),
+            json.dumps({"kit_session": 2, "session": "0" * 32, "seq": True, "ct": "A" * 88}).encode(),
             "malformed",
         ),
-        (json.dumps({"kit_session": 1, "session": "0" * 32, "seq": 0, "ct": "!!"}).encode(), "malformed"),
-        (json.dumps({"kit_session": 1, "session": "0" * 32, "seq": 0, "ct": "AAAA"}).encode(), "malformed"),
-        (json.dumps({"kit_session": 1, "session": "0" * 32, "seq": 0, "ct": "A" * 88}).encode(), "session"),
+        (json.dumps({"kit_session": 2, "session": "0" * 32, "seq": 0, "ct": "!!"}).encode(), "malformed"),
+        (json.dumps({"kit_session": 2, "session": "0" * 32, "seq": 0, "ct": "AAAA"}).encode(), "malformed"),
+        (json.dumps({"kit_session": 2, "session": "0" * 32, "seq": 0, "ct": "A" * 88}).encode(), "session"),
     ],
 )
 def test_malformed_requests_are_refused_before_decryption(
@@ -126,32 +186,91 @@ def test_wrong_key_changed_bytes_and_moved_header_do_not_decrypt(state: ps.Sessi
 
 def test_a_sealed_non_request_is_refused_after_decryption(state: ps.SessionState) -> None:
     assert state.activation is not None
-    from cryptography.hazmat.primitives import hpke
-
-    suite = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
-    body = suite.encrypt(
+    session = state.activation.session_id
+    body, _key = ps._seal(
+        state.session_key,
+        ps._info(session, 0),
         b'{"input": [], "commit_key": "00"}',
-        ps.parse_session_key(state.session_key),
-        info=ps._info(state.activation.session_id, 0),
+        state.activation.psk,
+        session,
     )
-    env = {
-        "kit_session": 1,
-        "session": state.activation.session_id,
-        "seq": 0,
-        "ct": base64.b64encode(body).decode(),
-    }
+    env = {"kit_session": 2, "session": session, "seq": 0, "ct": base64.b64encode(body).decode()}
     assert refused(state, td_claims.canonical(env)) == "input"
 
 
-def test_not_active_expired_and_wiped(state: ps.SessionState, clock: Clock) -> None:
+def test_not_active_expired_and_wiped(state: ps.SessionState, clock: Clock, mono: Clock) -> None:
     fresh = ps.SessionState.fresh()
     assert refused(fresh, sealed(state, 0)) == "not_active"
     raw = sealed(state, 0)
     clock.now += 601
     assert refused(state, raw) == "expired"
     clock.now -= 601
+    mono.now += 600  # the TD's own clock ran the lifetime out, whatever the host set the wall clock to
+    assert refused(state, raw) == "expired"
+    mono.now -= 600
     state.wipe()
     assert state.private_key is None and refused(state, raw) == "not_active"
+
+
+def test_a_wall_clock_set_back_stretches_nothing(state: ps.SessionState, clock: Clock, mono: Clock) -> None:
+    raw = sealed(state, 0)
+    clock.now -= 10 * 24 * 3600  # the host sets the TD's clock ten days back
+    mono.now += 599
+    state.open(raw)
+    mono.now += 1
+    assert refused(state, sealed(state, 1)) == "expired"
+
+
+def read(
+    state: ps.SessionState, path: str, psk: bytes | None = None, key: str | None = None
+) -> tuple[str, bytes]:
+    assert state.activation is not None
+    return ps.seal_read(
+        key or state.session_key,
+        state.activation.session_id,
+        path,
+        psk if psk is not None else state.activation.psk,
+    )
+
+
+def test_reads_answer_only_the_client_and_are_sealed_to_it(state: ps.SessionState, mono: Clock) -> None:
+    token, client_key = read(state, "/results/0?wait=5")
+    server_key = state.open_read("/results/0?wait=5", token)
+    assert server_key == client_key
+    answer = ps.seal_response(server_key, 200, {"proof": "P", "public": "[7]"})
+    assert b"[7]" not in json.dumps(answer).encode()
+    assert ps.open_response(client_key, answer) == (200, {"proof": "P", "public": "[7]"})
+    # the host: no token, garbage, a guessed PSK, another path, a token replayed to read another answer
+    other = ps.public_key_text(ps.new_session_key()[0].public_key())
+    for path, bad in [
+        ("/session", None),
+        ("/session", "!!"),
+        ("/session", "A" * 5000),
+        ("/session", read(state, "/session", psk=bytes(32))[0]),
+        ("/session", read(state, "/session", key=other)[0]),
+        ("/results/1", token),
+        ("/results/0?wait=30", token),
+    ]:
+        with pytest.raises(ps.SessionRefused) as exc:
+            state.open_read(path, bad)
+        assert exc.value.kind == "unauthenticated" and exc.value.status == 401
+    assert state.next_seq == 0  # reads use no number
+    replayed = state.open_read("/results/0?wait=5", token)
+    with pytest.raises(ps.SessionError, match="response"):
+        ps.open_response(bytes(32), ps.seal_response(replayed, 200, {}))
+    with pytest.raises(ps.SessionError, match="response"):
+        ps.open_response(client_key, {"sealed": answer["sealed"][:-4] + "AAAA"})
+    for junk in ({}, {"sealed": 7}, [], ps.seal_response(client_key, 200, {})["sealed"]):
+        with pytest.raises(ps.SessionError, match="response"):
+            ps.open_response(client_key, junk)
+    mono.now += 600
+    with pytest.raises(ps.SessionRefused) as exc:
+        state.open_read("/session", read(state, "/session")[0])
+    assert exc.value.kind == "expired"
+    state.wipe()
+    with pytest.raises(ps.SessionRefused) as exc:
+        state.open_read("/session", token)
+    assert exc.value.kind == "not_active"
 
 
 def test_activation_checks(clock: Clock, nonce: bytes) -> None:
@@ -163,22 +282,43 @@ def test_activation_checks(clock: Clock, nonce: bytes) -> None:
     with pytest.raises(ps.SessionError, match="already passed"):
         s.activate(ps.make_activation(s.session_key, nonce, 60, now=clock.now - 120).document())
     good = ps.make_activation(s.session_key, nonce, 60, now=clock.now)
+    assert "psk" not in repr(good) and len(good.psk) == 32
     s.activate(good.document())
-    with pytest.raises(ps.SessionError, match="another session"):
+    with pytest.raises(ps.SessionError, match="another one"):
         s.activate(ps.make_activation(s.session_key, nonce, 60, now=clock.now).document())
+    with pytest.raises(ps.SessionError, match="already serves a session"):  # no second PSK for a session
+        s.activate({**good.document(), "psk": base64.b64encode(bytes(32)).decode()})
     for bad, where in [
         ({**good.document(), "extra": 1}, "activation"),
-        ({**good.document(), "kit_session": 9}, "activation.kit_session"),
+        ({**good.document(), "kit_session": 1}, "activation.kit_session"),
         ({**good.document(), "session_id": "x"}, "activation.session_id"),
         ({**good.document(), "session_key": "x"}, "activation.session_key"),
         ({**good.document(), "nonce": "00"}, "activation.nonce"),
         ({**good.document(), "expires_at": "soon"}, "activation.expires_at"),
+        ({**good.document(), "lifetime_s": ps.MAX_SESSION_SECONDS + 1}, "activation.lifetime_s"),
+        ({**good.document(), "lifetime_s": 0}, "activation.lifetime_s"),
+        ({**good.document(), "lifetime_s": True}, "activation.lifetime_s"),
+        ({**good.document(), "psk": "short"}, "activation.psk"),
+        ({**good.document(), "psk": base64.b64encode(bytes(31)).decode()}, "activation.psk"),
+        ({**good.document(), "psk": None}, "activation.psk"),
     ]:
         with pytest.raises(ps.SessionError) as exc:
             ps.parse_activation(bad)
         assert exc.value.field == where
-    with pytest.raises(ps.SessionError, match="lifetime"):
-        ps.make_activation(s.session_key, nonce, 0)
+    for lifetime in (0, ps.MAX_SESSION_SECONDS + 1):
+        with pytest.raises(ps.SessionError, match="lifetime"):
+            ps.make_activation(s.session_key, nonce, lifetime)
+
+
+def test_the_td_refuses_a_stretched_lifetime_whatever_the_activation_says(clock: Clock, nonce: bytes) -> None:
+    """An activation built by hand (not by make_activation) that asks for more than the cap."""
+    s = ps.SessionState.fresh()
+    s.clock = clock
+    doc = ps.make_activation(s.session_key, nonce, 60, now=clock.now).document()
+    year = 365 * 24 * 3600
+    with pytest.raises(ps.SessionError) as exc:
+        s.activate({**doc, "lifetime_s": year, "expires_at": int(clock.now) + year})
+    assert exc.value.field == "activation.lifetime_s" and s.activation is None
     with pytest.raises(ps.SessionError, match="not JSON"):
         ps.parse_activation(b"{")
 

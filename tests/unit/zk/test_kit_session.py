@@ -103,6 +103,8 @@ class Lab:
             try:
                 with urllib.request.urlopen(self.url + "/session", timeout=2):
                     return
+            except urllib.error.HTTPError:  # it answers (a read without a token is refused): it is up
+                return
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)
         raise AssertionError(self.log.read_text())
@@ -111,7 +113,7 @@ class Lab:
         return (self.keys / "session_x25519.pub").read_text().strip()
 
     def activate_record_only(self, nonce: bytes) -> sc.SessionRecord:
-        """A record for this service's address (for GETs), without an activation."""
+        """A record for this service's address, without an activation (nor a PSK the service knows)."""
         key = self.session_key()
         claims = {**json.loads((self.root / "claims.json").read_text()), "session_key": key}
         return sc.SessionRecord(
@@ -121,6 +123,7 @@ class Lab:
             session_id="0" * 32,
             session_key=key,
             expires_at=2**40,
+            psk=os.urandom(32),
         )
 
     def activate(self, nonce: bytes, lifetime: int = 600) -> sc.SessionRecord:
@@ -134,6 +137,7 @@ class Lab:
             session_id=act.session_id,
             session_key=act.session_key,
             expires_at=act.expires_at,
+            psk=act.psk,
         )
 
     def workers(self) -> list[int]:
@@ -204,7 +208,7 @@ def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
 
 def test_refusals_before_activation_and_before_reading(lab: Lab, circuit_dir: Path, nonce: bytes) -> None:
     lab.start("--max-request-bytes", "2048")
-    env = {"kit_session": 1, "session": "0" * 32, "seq": 0, "ct": "A" * 88}
+    env = {"kit_session": 2, "session": "0" * 32, "seq": 0, "ct": "A" * 88}
     code, doc = _post(lab.url, json.dumps(env).encode())
     assert (code, doc["error"]) == (403, "not_active")
     with socket.create_connection(("127.0.0.1", lab.port)) as s:  # announces 1 MB, sends none of it
@@ -216,11 +220,92 @@ def test_refusals_before_activation_and_before_reading(lab: Lab, circuit_dir: Pa
     # an activation for another key is refused and consumed
     other = ps.public_key_text(ps.new_session_key()[0].public_key())
     (lab.runtime / "session.json").write_text(json.dumps(ps.make_activation(other, nonce, 60).document()))
-    assert not sc.SessionClient(lab.activate_record_only(nonce), None)._http("GET", "/session")[1]["active"]
-    state = sc.SessionClient(lab.activate(nonce), None)._http("GET", "/session")[1]
+    assert (
+        sc.SessionClient(lab.activate_record_only(nonce), None)._get("/session")[1]["error"] == "not_active"
+    )
+    state = sc.SessionClient(lab.activate(nonce), None)._get("/session")[1]
     assert state["active"]  # the second, right activation won; the wrong one left only a log line
     assert "activation refused: activation.session_key" in lab.log.read_text()
     assert _post(lab.url, b"garbage")[1]["error"] == "malformed"
+
+
+def _get_raw(url: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + path, headers=headers or {})) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_the_host_can_neither_submit_nor_read(lab: Lab, circuit_dir: Path, nonce: bytes) -> None:
+    """The host knows the session key, the session id and the next number (all public), but not the PSK."""
+    lab.start("--workers", "1")
+    record = lab.activate(nonce)
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY)
+    (first,) = client.prove_many(inputs(1))
+    before = client.status()["counts"]
+    # inject: a request sealed from the public values with a PSK of the host's own
+    forged = ps.seal_request(
+        record.session_key, record.session_id, record.next_seq, valid_input(), os.urandom(32), os.urandom(32)
+    )
+    code, doc = _post(lab.url, forged)
+    assert (code, doc["error"]) == (400, "decrypt")
+    # read: no token, a token of the host's own PSK, the client's token replayed on another path
+    token, _key = ps.seal_read(record.session_key, record.session_id, "/results/0", record.psk)
+    host_token, _unused = ps.seal_read(record.session_key, record.session_id, "/session", os.urandom(32))
+    for path, headers in [
+        ("/session", {}),
+        ("/results/0", {}),
+        ("/session", {ps.READ_HEADER: host_token}),
+        ("/results/0?wait=1", {ps.READ_HEADER: token}),
+        ("/session", {ps.READ_HEADER: token}),
+    ]:
+        code, body = _get_raw(lab.url, path, headers)
+        assert (code, json.loads(body)["error"]) == (401, "unauthenticated")
+        assert b"proof" not in body and first.public not in body and record.session_key.encode() not in body
+    # the client's token replayed on its own path: an answer the host cannot open, nothing in clear
+    code, body = _get_raw(lab.url, "/results/0", {ps.READ_HEADER: token})
+    assert code == 200 and list(json.loads(body)) == ["sealed"]
+    assert b"pi_a" not in body and first.public not in body and first.proof not in body
+    # the number did not move: the client's next request is proved under it
+    (second,) = client.prove_many(inputs(1))
+    assert second.seq == first.seq + 1 == 1
+    state = client.status()
+    assert state["counts"]["unauthenticated"] - before["unauthenticated"] == 5
+    assert state["counts"]["refused"] - before["refused"] == 1
+    assert state["next_seq"] == 2
+
+
+def test_the_client_closes_its_session_and_the_td_wipes_it(
+    lab: Lab, circuit_dir: Path, nonce: bytes, tmp_path: Path
+) -> None:
+    lab.start("--workers", "1")
+    record = lab.activate(nonce)
+    old_key = lab.session_key()
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY)
+    client.prove_many(inputs(1))
+    # the host cannot close it: no token, or a token of its own PSK
+    host_token, _unused = ps.seal_read(record.session_key, record.session_id, ps.CLOSE_PATH, os.urandom(32))
+    for headers in ({}, {ps.READ_HEADER: host_token}):
+        req = urllib.request.Request(lab.url + ps.CLOSE_PATH, data=b"", method="POST", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(req)
+        assert exc.value.code == 401
+    assert client.status()["active"]
+    # the client can, through bin/session-client close: the TD wipes it, the credential goes
+    path = tmp_path / "session.json"
+    record.save(path)
+    sc.write_credential(sc.credential_path(path), record.session_id, record.psk)
+    done = _kit_session("close", "--record", str(path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"ok": True, "closed": record.session_id}
+    assert not sc.credential_path(path).exists()
+    assert "closed by its client" in lab.log.read_text()
+    assert lab.session_key() != old_key  # a new key for the next attestation; the old one is gone
+    with pytest.raises(sc.SessionGone, match="not_active"):
+        client.prove_many(inputs(1))
+    with pytest.raises(sc.SessionGone):
+        client.close()  # closing again: nothing to close
 
 
 def test_prover_crash_fails_the_request_and_the_service_comes_back(
@@ -235,13 +320,10 @@ def test_prover_crash_fails_the_request_and_the_service_comes_back(
     job = sc._Pending("crash", ps.canonical_input(json.dumps(valid_input()).encode()), None)
     client._send(job)
     deadline = time.monotonic() + 30
-    while (
-        client._http("GET", f"/results/{job.seq}")[1].get("status") != "proving"
-        and time.monotonic() < deadline
-    ):
+    while client._get(f"/results/{job.seq}")[1].get("status") != "proving" and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(worker, signal.SIGKILL)
-    while (answer := client._http("GET", f"/results/{job.seq}"))[0] == 202 and time.monotonic() < deadline:
+    while (answer := client._get(f"/results/{job.seq}"))[0] == 202 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert answer[0] == 410 and answer[1]["kind"] == "prover_crashed"
     assert "signal 9" in answer[1]["message"] and "send the input again" in answer[1]["message"]
@@ -262,7 +344,7 @@ def test_stop_loses_the_key_and_the_client_is_told_to_attest_again(
     with pytest.raises(sc.SessionGone, match="does not answer"):
         client.prove_many(inputs(1))
     lab.start()  # a reboot or a restart: another key at the same address
-    with pytest.raises(sc.SessionGone, match="another session key"):
+    with pytest.raises(sc.SessionGone, match="not_active"):  # its new key knows no session
         client.prove_many(inputs(1))
     expired = sc.SessionClient(record, circuit_dir / zk_prove.VKEY, clock=lambda: record.expires_at + 1.0)
     with pytest.raises(sc.SessionGone, match="expired"):
@@ -292,6 +374,45 @@ def test_record_round_trip_and_refusals(tmp_path: Path, td: dict[str, Any], nonc
         sc.SessionRecord.from_document({"kit_session_record": 9})
     with pytest.raises(sc.SessionClientError, match="malformed"):
         sc.SessionRecord.from_document({**record.document(), "expires_at": "later"})
+    assert "psk" not in json.dumps(record.document()) and "psk" not in repr(record)
+
+
+def test_the_credential_is_kept_apart_0600_and_for_its_session_only(
+    tmp_path: Path, td: dict[str, Any], nonce: bytes
+) -> None:
+    key = ps.public_key_text(ps.new_session_key()[0].public_key())
+    record = sc.SessionRecord(
+        url="http://127.0.0.1:1",
+        claims={**td["claims"], "session_key": key},
+        nonce=nonce.hex(),
+        session_id="a" * 32,
+        session_key=key,
+        expires_at=1,
+        psk=os.urandom(32),
+    )
+    path = tmp_path / "session.json"
+    record.save(path)
+    cred = sc.credential_path(path)
+    assert cred == tmp_path / "session.psk.json"
+    with pytest.raises(sc.SessionClientError, match="missing"):
+        sc.SessionRecord.load(path)
+    sc.write_credential(cred, record.session_id, record.psk)
+    assert cred.stat().st_mode & 0o777 == 0o600
+    assert record.psk.hex() not in path.read_text()
+    assert sc.SessionRecord.load(path).psk == record.psk
+    cred.chmod(0o644)
+    with pytest.raises(sc.SessionClientError, match="readable by others"):
+        sc.SessionRecord.load(path)
+    sc.write_credential(cred, "b" * 32, record.psk)
+    with pytest.raises(sc.SessionClientError, match="another session"):
+        sc.SessionRecord.load(path)
+    for junk in ("{", "[]", json.dumps({"kit_session_credential": 1, "session_id": "a" * 32, "psk": "AAAA"})):
+        cred.write_text(junk)
+        cred.chmod(0o600)
+        with pytest.raises(sc.SessionClientError, match="credential"):
+            sc.SessionRecord.load(path)
+    with pytest.raises(ps.SessionError, match="psk"):
+        sc.write_credential(cred, record.session_id, b"short")
 
 
 def test_a_session_gone_mid_run_is_attested_again_and_nothing_is_lost(
@@ -371,6 +492,7 @@ def test_cli_refuses_when_attesting_again_fails(
     assert lab.stop() == 0  # revoked: the service and its key are gone
     path = tmp_path / "session.json"
     record.save(path)
+    sc.write_credential(sc.credential_path(path), record.session_id, record.psk)
     (tmp_path / "in.json").write_text(json.dumps(valid_input()))
     common = ["prove", "--record", str(path), "--vkey", str(circuit_dir / zk_prove.VKEY)]
     common += ["--input", str(tmp_path / "in.json"), "--out", str(tmp_path / "out")]
@@ -392,11 +514,11 @@ def test_a_long_poll_answers_when_the_proof_is_ready(lab: Lab, circuit_dir: Path
     client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY)
     job = sc._Pending("lp", ps.canonical_input(json.dumps(valid_input()).encode()), None)
     client._send(job)
-    code, doc = client._http("GET", f"/results/{job.seq}?wait=30")
+    code, doc = client._get(f"/results/{job.seq}?wait=30")
     assert code == 200 and doc["status"] == "done"  # one call, no polling
     assert set(doc["service_ms"]) == {"open_ms", "sign_ms"}
     result = client._accept(job, doc)
     assert result.service_timings["open_ms"] >= 0 and "queued_s" in result.service_timings
-    assert client._http("GET", "/results/99?wait=5")[0] == 404  # unknown: answered at once
+    assert client._get("/results/99?wait=5")[0] == 404  # unknown: answered at once
     for bad in ("/results/0?wait=x", "/results/0?wait=-1", "/results/0?wait=1&x=2", "/results/-1"):
-        assert client._http("GET", bad)[0] == 404
+        assert client._get(bad)[0] == 404
