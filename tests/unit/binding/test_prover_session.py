@@ -260,7 +260,8 @@ def test_reads_answer_only_the_client_and_are_sealed_to_it(state: ps.SessionStat
         ps.open_response(bytes(32), ps.seal_response(replayed, 200, {}))
     with pytest.raises(ps.SessionError, match="response"):
         ps.open_response(client_key, {"sealed": answer["sealed"][:-4] + "AAAA"})
-    for junk in ({}, {"sealed": 7}, [], ps.seal_response(client_key, 200, {})["sealed"]):
+    junks: list[object] = [{}, {"sealed": 7}, [], ps.seal_response(client_key, 200, {})["sealed"]]
+    for junk in junks:
         with pytest.raises(ps.SessionError, match="response"):
             ps.open_response(client_key, junk)
     mono.now += 600
