@@ -464,13 +464,15 @@ class SessionState:
     def open(self, raw: bytes) -> Request:
         """Check, then decrypt; advance the sequence number only for a request that decrypts."""
         envelope = self.check_header(raw)
-        assert self.activation is not None
+        activation = self.activation
+        if activation is None:  # check_header refused it already; this tells the type checker
+            raise SessionRefused("not_active", "this service has no attested session")
         try:
             plaintext, _unused = _open(
                 self.private_key,
                 _info(envelope.session, envelope.seq),
                 envelope.sealed,
-                self.activation.psk,
+                activation.psk,
                 envelope.session,
             )
         except ValueError:

@@ -73,7 +73,7 @@ from ansible_collections.teeproof.kit.plugins.module_utils import session_client
 from ansible_collections.teeproof.kit.plugins.module_utils import td_claims
 
 ARGUMENT_SPEC: dict[str, Any] = {
-    "session_key": {"type": "str", "required": True},
+    "session_key": {"type": "str", "required": True, "no_log": False},  # a public key
     "nonce": {"type": "str", "required": True},
     "lifetime": {"type": "int", "required": True},
     "credential": {"type": "path", "required": True},
