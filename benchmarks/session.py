@@ -366,6 +366,8 @@ class HostService:
             try:
                 urllib.request.urlopen(self.url + "/session", timeout=2).read()
                 break
+            except urllib.error.HTTPError:  # it answers (a read without the client's token is refused): up
+                break
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise SystemExit(f"the session service did not start: {work / 'service.log'}") from None

@@ -213,14 +213,14 @@ def ask(method, body=None):
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
-env = {"kit_session": 1, "session": "0" * 32, "seq": 0, "ct": "A" * 88}
+env = {"kit_session": 2, "session": "0" * 32, "seq": 0, "ct": "A" * 88}
 print(json.dumps({"state": ask("GET"), "request": ask("POST", json.dumps(env).encode())}))
 """
 
 
 def check_session(guest: Guest, report: dict[str, Any]) -> None:
     """The session service runs from boot with a key of its own (public half on tmpfs) and serves nothing
-    before a Keylime-delivered activation."""
+    before a Keylime-delivered activation: neither its state nor a request."""
     deadline = time.monotonic() + 240
     out = ""
     while time.monotonic() < deadline:
@@ -236,7 +236,7 @@ def check_session(guest: Guest, report: dict[str, Any]) -> None:
         raise CheckError(f"kit-session does not run or published no session key: {out!r}\n{log}")
     probe = json.loads(guest.ssh(f"python3 - <<'EOF'\n{SESSION_PROBE}\nEOF").stdout)
     report["session"] = {"key_published": True, "state": probe["state"][1], "request": probe["request"]}
-    if probe["state"][1].get("session_key") != lines[1] or probe["state"][1].get("active"):
+    if len(lines[1]) != 44 or probe["state"][0] != 403 or probe["state"][1].get("error") != "not_active":
         raise CheckError(f"the session service's state is wrong before activation: {probe['state']}")
     if probe["request"][0] != 403 or probe["request"][1].get("error") != "not_active":
         raise CheckError(f"the session service answered a request before activation: {probe['request']}")
