@@ -150,6 +150,16 @@ def _open(private_key: Any, info: bytes, sealed: bytes, psk: bytes, session_id: 
         raise ValueError("does not open") from None
 
 
+def b64_or_empty(text: object, max_chars: int | None = None) -> bytes:
+    """Strict base64 of a string, or b"" for anything else (not a string, too long, not base64)."""
+    if not isinstance(text, str) or (max_chars is not None and len(text) > max_chars):
+        return b""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
 def check_psk(psk: object) -> bytes:
     if not isinstance(psk, bytes) or len(psk) != PSK_BYTES:
         raise SessionError("psk", f"must be {PSK_BYTES} bytes")
@@ -256,10 +266,7 @@ def parse_envelope(raw: bytes, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> En
     seq = doc["seq"]
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**53:
         raise SessionRefused("malformed", "seq is not a non-negative integer")
-    try:
-        sealed = base64.b64decode(doc["ct"], validate=True) if isinstance(doc["ct"], str) else b""
-    except (binascii.Error, ValueError):
-        sealed = b""
+    sealed = b64_or_empty(doc["ct"])
     if len(sealed) < 32 + 16:
         raise SessionRefused("malformed", "ct is not base64 of an HPKE encapsulation and ciphertext")
     return Envelope(doc["session"], seq, sealed, hashlib.sha256(raw).hexdigest())
@@ -380,10 +387,7 @@ def parse_activation(doc: Any) -> Activation:
     if isinstance(expires, bool) or not isinstance(expires, int) or expires <= 0:
         raise SessionError("activation.expires_at", "not a positive integer (unix time)")
     lifetime = _check_lifetime(doc["lifetime_s"], "activation.lifetime_s")
-    try:
-        psk = base64.b64decode(doc["psk"], validate=True) if isinstance(doc["psk"], str) else b""
-    except (binascii.Error, ValueError):
-        psk = b""
+    psk = b64_or_empty(doc["psk"])
     if len(psk) != PSK_BYTES:
         raise SessionError("activation.psk", f"not base64 of {PSK_BYTES} bytes")
     return Activation(doc["session_id"], doc["session_key"], doc["nonce"], expires, lifetime, psk)
@@ -496,14 +500,7 @@ class SessionState:
             raise SessionRefused(
                 "not_active", "this service has no attested session; attest and activate one"
             )
-        try:
-            sealed = (
-                base64.b64decode(token, validate=True)
-                if token and len(token) <= MAX_READ_TOKEN_CHARS
-                else b""
-            )
-        except (binascii.Error, ValueError):
-            sealed = b""
+        sealed = b64_or_empty(token, MAX_READ_TOKEN_CHARS)
         if len(sealed) < 32 + 16:
             raise SessionRefused(
                 "unauthenticated", f"a read needs the {READ_HEADER} header of this session's client"

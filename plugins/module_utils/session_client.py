@@ -22,7 +22,6 @@ outside an attested session.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 import secrets
@@ -171,8 +170,8 @@ def read_credential(path: Path, session_id: str) -> bytes:
     if doc.get("session_id") != session_id:
         raise SessionClientError("credential", f"{path} belongs to another session than the record")
     try:
-        return ps.check_psk(base64.b64decode(str(doc.get("psk")), validate=True))
-    except (binascii.Error, ValueError, ps.SessionError):
+        return ps.check_psk(ps.b64_or_empty(doc.get("psk")))
+    except ps.SessionError:
         raise SessionClientError("credential", f"{path} holds no 32-byte PSK") from None
 
 
@@ -315,16 +314,20 @@ class SessionClient:
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             raise SessionGone(f"the session service at {self.record.url} does not answer ({exc})") from None
 
-    def _get(self, path: str) -> tuple[int, dict[str, Any]]:
-        """A read with this session's token; the answer opened. An answer that does not open is refused."""
+    def _read(self, method: str, path: str) -> tuple[int, dict[str, Any]]:
+        """A call with this session's token; the answer opened. An answer that does not open is refused."""
         token, key = ps.seal_read(self.record.session_key, self.record.session_id, path, self.record.psk)
-        code, doc = self._http("GET", path, headers={ps.READ_HEADER: token})
+        body = b"" if method == "POST" else None
+        code, doc = self._http(method, path, body, headers={ps.READ_HEADER: token})
         if code != 200:  # a refusal: not sealed, so it may be the host's; it can only stop us, never feed us
             return code, doc
         try:
             return ps.open_response(key, doc)
         except ps.SessionError as exc:
-            raise SessionClientError("response", f"GET {path.split('?')[0]}: {exc}") from None
+            raise SessionClientError("response", f"{method} {path.split('?')[0]}: {exc}") from None
+
+    def _get(self, path: str) -> tuple[int, dict[str, Any]]:
+        return self._read("GET", path)
 
     def status(self) -> dict[str, Any]:
         """The service must hold the attested key and the activated session, not expired."""
@@ -341,18 +344,11 @@ class SessionClient:
 
     def close(self) -> None:
         """End the session: the TD wipes its key and the session. Raises unless the TD says it did."""
-        token, key = ps.seal_read(
-            self.record.session_key, self.record.session_id, ps.CLOSE_PATH, self.record.psk
-        )
-        code, doc = self._http("POST", ps.CLOSE_PATH, b"", headers={ps.READ_HEADER: token})
+        code, doc = self._read("POST", ps.CLOSE_PATH)
         if code != 200:
             raise SessionGone(f"POST {ps.CLOSE_PATH} answered {code} ({doc.get('error', 'no reason')})")
-        try:
-            status, inner = ps.open_response(key, doc)
-        except ps.SessionError as exc:
-            raise SessionClientError("response", f"POST {ps.CLOSE_PATH}: {exc}") from None
-        if status != 200 or inner.get("closed") != self.record.session_id:
-            raise SessionClientError("close", f"the TD did not confirm the close ({status})")
+        if doc.get("closed") != self.record.session_id:
+            raise SessionClientError("close", f"the TD did not confirm the close ({code})")
 
     # -- one request
     def _send(self, job: _Pending) -> None:
