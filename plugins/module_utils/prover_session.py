@@ -11,13 +11,25 @@ process's memory, the public half is written to the TD's key folder (tmpfs), whe
 into the claims (``session_key``) that the quote binds. A restart, a reboot or a revocation loses it.
 
 Activation. The service serves nothing until the Keylime payload (released by the verifier only after PASS)
-hands it ``session.json``: ``{kit_session, session_id, session_key, nonce, expires_at, lifetime_s, psk}``.
+hands it ``session.json``: ``{kit_session, session_id, session_key, nonce, expires_at, lifetime_s, psk,
+lease_key, lease_requests, lease_s}``.
 ``session_key`` must be the service's own (an activation meant for an earlier key is refused); ``nonce`` is
 the quote's nonce; ``psk`` (32 random bytes, base64) is the client's credential: it exists only on the
 controller and, through the encrypted payload, in the service's memory. The TD refuses a ``lifetime_s`` over
 ``MAX_SESSION_SECONDS`` and ends the session when either its own monotonic clock has run ``lifetime_s`` since
 the activation or the wall clock passed ``expires_at``: a host that sets the TD's wall clock back stretches
 nothing.
+
+Leases. A session lives only while it holds a fresh lease: a statement that the client signs (Ed25519, its
+``lease_key``, whose public half only the activation carries) each time its own verifier told it that the
+agent's last attestation passed within its bound: ``{kit_lease, session, counter, verdict: "PASS",
+attested_at, requests, seconds}``. The activation is lease 0. A lease is good for its ``requests`` and its
+``seconds`` of the TD's monotonic clock (at most the activation's ``lease_requests`` and ``lease_s``),
+whichever ends first; a newer one (a higher counter) replaces it. It rides on any call of the client (the
+``Kit-Session-Lease`` header) and is taken only once the call opened (a request that decrypts, a read token
+that opens), so the host can neither forge one nor replay an old one. When a lease runs out the TD wipes the
+session and its key (``lease_expired``): a host that drops the
+verifier's revocation keeps the session only until then.
 
 Request (the host carries it; it sees only this)::
 
@@ -73,6 +85,13 @@ DEFAULT_MAX_REQUEST_BYTES = 256 * 1024
 MAX_SESSION_SECONDS = 7 * 24 * 3600
 PSK_BYTES = 32
 READ_HEADER = "Kit-Session-Read"
+LEASE_HEADER = "Kit-Session-Lease"
+LEASE_VERSION = 1
+LEASE_FIELDS = ("kit_lease", "session", "counter", "verdict", "attested_at", "requests", "seconds", "sig")
+LEASE_VERDICT = "PASS"
+MAX_LEASE_REQUESTS = 100_000
+MAX_LEASE_SECONDS = 24 * 3600
+MAX_LEASE_CHARS = 1024
 CLOSE_PATH = "/close"  # POST with a read token for this path: the client ends its session
 RESPONSE_LABEL = b"kit-session response"
 _NONCE_BYTES = 12
@@ -80,7 +99,18 @@ _SESSION_ID = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _B64_KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
 ENVELOPE_FIELDS = ("kit_session", "session", "seq", "ct")
-ACTIVATION_FIELDS = ("kit_session", "session_id", "session_key", "nonce", "expires_at", "lifetime_s", "psk")
+ACTIVATION_FIELDS = (
+    "kit_session",
+    "session_id",
+    "session_key",
+    "nonce",
+    "expires_at",
+    "lifetime_s",
+    "psk",
+    "lease_key",
+    "lease_requests",
+    "lease_s",
+)
 MAX_READ_TOKEN_CHARS = 4096
 
 # Why a request or session was refused. The HTTP status each kind gets from the service.
@@ -90,6 +120,8 @@ REFUSALS = {
     "session": 403,  # another (or no) session id
     "not_active": 403,  # no activation yet: the client must attest and deliver the activation
     "expired": 403,
+    "lease": 403,  # a lease that is not the client's or not this session's
+    "lease_expired": 403,  # the session's lease ran out (by count or by the TD's clock): the TD wiped it
     "replay": 409,
     "reorder": 409,
     "decrypt": 400,  # wrong key or PSK, changed ciphertext or header
@@ -322,6 +354,97 @@ def open_response(key: bytes, doc: Any) -> tuple[int, dict[str, Any]]:
     return status, inner
 
 
+# ---------------------------------------------------------------------------------------------- leases
+
+
+def new_lease_key() -> tuple[bytes, str]:
+    """A fresh Ed25519 lease key: its private half (32 raw bytes, the client's), its public half (base64)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    raw = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return raw, public_key_text(key.public_key())
+
+
+@dataclass(frozen=True)
+class Lease:
+    counter: int
+    attested_at: int
+    requests: int
+    seconds: int
+
+    def body(self, session_id: str) -> dict[str, Any]:
+        return {
+            "kit_lease": LEASE_VERSION,
+            "session": session_id,
+            "counter": self.counter,
+            "verdict": LEASE_VERDICT,
+            "attested_at": self.attested_at,
+            "requests": self.requests,
+            "seconds": self.seconds,
+        }
+
+
+def sign_lease(
+    lease_key: bytes,
+    session_id: str,
+    counter: int,
+    attested_at: int,
+    requests: int = MAX_LEASE_REQUESTS,
+    seconds: int = MAX_LEASE_SECONDS,
+) -> str:
+    """The ``LEASE_HEADER`` value: the client's signed statement that its verifier said PASS, good for
+    ``requests`` and ``seconds`` (the TD grants at most the activation's)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    if len(lease_key) != 32:
+        raise SessionError("lease_key", "must be 32 bytes (Ed25519)")
+    body = Lease(
+        counter,
+        attested_at,
+        _check_range(requests, MAX_LEASE_REQUESTS, "requests", "requests"),
+        _check_range(seconds, MAX_LEASE_SECONDS, "seconds", "seconds"),
+    ).body(session_id)
+    signature = Ed25519PrivateKey.from_private_bytes(lease_key).sign(td_claims.canonical(body))
+    doc = {**body, "sig": base64.b64encode(signature).decode()}
+    return base64.b64encode(td_claims.canonical(doc)).decode()
+
+
+def _int_field(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise ValueError
+    return value
+
+
+def parse_lease(text: object, lease_key: str, session_id: str) -> Lease:
+    """A lease signed with ``lease_key`` for ``session_id``; raises SessionRefused("lease")."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        doc = json.loads(b64_or_empty(text, MAX_LEASE_CHARS) or b"null")
+        if not isinstance(doc, dict) or sorted(doc) != sorted(LEASE_FIELDS):
+            raise ValueError
+        lease = Lease(*(_int_field(doc[k]) for k in ("counter", "attested_at", "requests", "seconds")))
+        if not (1 <= lease.requests <= MAX_LEASE_REQUESTS and 1 <= lease.seconds <= MAX_LEASE_SECONDS):
+            raise ValueError
+        signature = b64_or_empty(doc["sig"])
+    except (ValueError, UnicodeDecodeError):
+        raise SessionRefused("lease", f"the {LEASE_HEADER} header is not a lease") from None
+    if doc["kit_lease"] != LEASE_VERSION or doc["session"] != session_id or doc["verdict"] != LEASE_VERDICT:
+        raise SessionRefused("lease", "the lease is not a PASS lease of this session")
+    try:
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(lease_key)).verify(
+            signature, td_claims.canonical(lease.body(session_id))
+        )
+    except (InvalidSignature, ValueError):
+        raise SessionRefused("lease", "the lease is not signed with this session's lease key") from None
+    return lease
+
+
 # ---------------------------------------------------------------------------------------------- activation
 
 
@@ -333,6 +456,9 @@ class Activation:
     expires_at: int
     lifetime_s: int
     psk: bytes = field(repr=False)
+    lease_key: str = ""  # the public half; the client keeps the private one with the PSK
+    lease_requests: int = 1
+    lease_s: int = 1
 
     def document(self) -> dict[str, Any]:
         """The activation as the payload carries it (secret: it holds the PSK)."""
@@ -344,6 +470,9 @@ class Activation:
             "expires_at": self.expires_at,
             "lifetime_s": self.lifetime_s,
             "psk": base64.b64encode(self.psk).decode(),
+            "lease_key": self.lease_key,
+            "lease_requests": self.lease_requests,
+            "lease_s": self.lease_s,
         }
 
 
@@ -357,13 +486,42 @@ def _check_lifetime(lifetime_s: object, where: str) -> int:
     return lifetime_s
 
 
-def make_activation(session_key: str, nonce: bytes, lifetime_s: int, now: float | None = None) -> Activation:
-    """A new session for the quoted session key: its id, its expiry, a fresh PSK (the client's credential)."""
+def _check_range(value: object, top: int, where: str, unit: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+        raise SessionError(where, f"must be 1..{top} {unit}, not {value}")
+    return value
+
+
+def make_activation(
+    session_key: str,
+    nonce: bytes,
+    lifetime_s: int,
+    *,
+    lease_key: str,
+    lease_requests: int,
+    lease_s: int,
+    now: float | None = None,
+) -> Activation:
+    """A new session for the quoted session key: its id, its expiry, a fresh PSK (the client's credential),
+    and lease 0 (``lease_requests`` requests, ``lease_s`` seconds) under the client's ``lease_key``."""
     _check_lifetime(lifetime_s, "lifetime")
+    _check_range(lease_requests, MAX_LEASE_REQUESTS, "lease_requests", "requests")
+    _check_range(lease_s, MAX_LEASE_SECONDS, "lease_s", "seconds")
     parse_session_key(session_key)
+    parse_session_key(lease_key, "lease_key")
     td_claims.check_nonce(nonce)
     start = int(now if now is not None else time.time())
-    return Activation(new_session_id(), session_key, nonce.hex(), start + lifetime_s, lifetime_s, new_psk())
+    return Activation(
+        new_session_id(),
+        session_key,
+        nonce.hex(),
+        start + lifetime_s,
+        lifetime_s,
+        new_psk(),
+        lease_key,
+        lease_requests,
+        lease_s,
+    )
 
 
 def parse_activation(doc: Any) -> Activation:
@@ -390,7 +548,22 @@ def parse_activation(doc: Any) -> Activation:
     psk = b64_or_empty(doc["psk"])
     if len(psk) != PSK_BYTES:
         raise SessionError("activation.psk", f"not base64 of {PSK_BYTES} bytes")
-    return Activation(doc["session_id"], doc["session_key"], doc["nonce"], expires, lifetime, psk)
+    parse_session_key(doc["lease_key"], "activation.lease_key")  # 32 raw bytes as X25519's: an Ed25519 key
+    lease_requests = _check_range(
+        doc["lease_requests"], MAX_LEASE_REQUESTS, "activation.lease_requests", "requests"
+    )
+    lease_s = _check_range(doc["lease_s"], MAX_LEASE_SECONDS, "activation.lease_s", "seconds")
+    return Activation(
+        doc["session_id"],
+        doc["session_key"],
+        doc["nonce"],
+        expires,
+        lifetime,
+        psk,
+        doc["lease_key"],
+        lease_requests,
+        lease_s,
+    )
 
 
 # ------------------------------------------------------------------------------------------ the guest side
@@ -406,8 +579,13 @@ class SessionState:
     activation: Activation | None = None
     next_seq: int = 0
     clock: Any = field(default=time.time)  # the wall clock (the host sets it): only ever shortens a session
-    monotonic: Any = field(default=time.monotonic)  # the TD's own: the lifetime runs on it
+    monotonic: Any = field(default=time.monotonic)  # the TD's own: the lifetime and the leases run on it
     activated_at: float = 0.0
+    lease_counter: int = 0  # the lease held (0: the activation's)
+    lease_used: int = 0  # requests taken under it
+    lease_at: float = 0.0  # when it was taken (monotonic)
+    lease_requests: int = 0  # what it is good for: its own, at most the activation's
+    lease_s: float = 0.0
 
     @classmethod
     def fresh(cls, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> SessionState:
@@ -429,8 +607,49 @@ class SessionState:
                 + ("" if self.activation.session_id == activation.session_id else " (another one)"),
             )
         self.activation = activation
-        self.activated_at = self.monotonic()
+        self.activated_at = self.lease_at = self.monotonic()
+        self.lease_counter = self.lease_used = 0
+        self.lease_requests, self.lease_s = activation.lease_requests, activation.lease_s
         return activation
+
+    def lease_ran_out(self) -> str:
+        """``count`` or ``time`` when the lease held is used up, else ``""``."""
+        act = self.activation
+        if act is None:
+            return ""
+        if self.monotonic() - self.lease_at >= self.lease_s:
+            return "time"
+        if self.lease_used >= self.lease_requests:
+            return "count"
+        return ""
+
+    def check_lease(self, header: str | None) -> Lease | None:
+        """A newer lease in ``header``; None without one, or for one not newer than the lease held (an old
+        lease, replayed or late, extends nothing). Raises SessionRefused("lease") for a lease that is not the
+        client's for this session."""
+        act = self.activation
+        if not header or act is None:
+            return None
+        lease = parse_lease(header, act.lease_key, act.session_id)
+        return lease if lease.counter > self.lease_counter else None
+
+    def _lease_or_refuse(self, header: str | None, request: bool = True) -> Lease | None:
+        """A newer lease's counter, or None while the one held lasts (for a read: while its time lasts; the
+        count is of requests)."""
+        counter = self.check_lease(header)
+        why = self.lease_ran_out()
+        if counter is None and why and (request or why == "time"):
+            raise SessionRefused(
+                "lease_expired", f"the session's lease ran out (by {why}) and no newer one came; attest again"
+            )
+        return counter
+
+    def take_lease(self, lease: Lease | None) -> None:
+        act = self.activation
+        if lease is not None and act is not None:
+            self.lease_counter, self.lease_used, self.lease_at = lease.counter, 0, self.monotonic()
+            self.lease_requests = min(lease.requests, act.lease_requests)
+            self.lease_s = min(lease.seconds, act.lease_s)
 
     def expired(self) -> bool:
         """Past its lifetime on the TD's monotonic clock, or past its expiry on the wall clock."""
@@ -444,8 +663,8 @@ class SessionState:
         self.private_key = None
         self.activation = None
 
-    def check_header(self, raw: bytes) -> Envelope:
-        """Everything that is checked before decryption; raises SessionRefused."""
+    def check_header(self, raw: bytes, lease: str | None = None) -> tuple[Envelope, Lease | None]:
+        """What is checked before decryption, and the newer lease's counter; raises SessionRefused."""
         envelope = parse_envelope(raw, self.max_request_bytes)
         if self.activation is None or self.private_key is None:
             raise SessionRefused(
@@ -463,11 +682,12 @@ class SessionState:
             raise SessionRefused(
                 "reorder", f"number {envelope.seq} is ahead of the next one ({self.next_seq})"
             )
-        return envelope
+        return envelope, self._lease_or_refuse(lease)
 
-    def open(self, raw: bytes) -> Request:
-        """Check, then decrypt; advance the sequence number only for a request that decrypts."""
-        envelope = self.check_header(raw)
+    def open(self, raw: bytes, lease: str | None = None) -> Request:
+        """Check, then decrypt; advance the sequence number (and take the lease) only for a request that
+        decrypts."""
+        envelope, new_lease = self.check_header(raw, lease)
         activation = self.activation
         if activation is None:  # check_header refused it already; this tells the type checker
             raise SessionRefused("not_active", "this service has no attested session")
@@ -484,6 +704,8 @@ class SessionState:
                 "decrypt", "the request does not decrypt under this session's key and PSK"
             ) from None
         self.next_seq = envelope.seq + 1
+        self.take_lease(new_lease)
+        self.lease_used += 1
         try:
             doc = json.loads(plaintext)
             commit_key = bytes.fromhex(doc["commit_key"])
@@ -494,8 +716,9 @@ class SessionState:
             raise SessionRefused("input", "the decrypted request is not {input, commit_key}") from None
         return Request(envelope.seq, value, td_claims.canonical(value), commit_key, envelope.raw_sha256)
 
-    def open_read(self, path: str, token: str | None) -> bytes:
-        """Check a read token for ``path``; the key to seal the answer with. Raises SessionRefused."""
+    def open_read(self, path: str, token: str | None, lease: str | None = None) -> bytes:
+        """Check a read token for ``path`` (and take a newer lease); the key to seal the answer with. Raises
+        SessionRefused."""
         if self.activation is None or self.private_key is None:
             raise SessionRefused(
                 "not_active", "this service has no attested session; attest and activate one"
@@ -518,6 +741,7 @@ class SessionState:
             raise SessionRefused("unauthenticated", "the read token names another path")
         if self.expired():
             raise SessionRefused("expired", "the session has expired; attest again")
+        self.take_lease(self._lease_or_refuse(lease, request=False))
         return bytes(key)
 
 

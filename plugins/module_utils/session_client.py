@@ -9,6 +9,12 @@ and read is sealed with. Whoever holds it can use the session (never read an inp
 only as long as the session and ``close`` removes it. ``check_attestation`` checks the quote again, with the
 same code as ``bin/proof-receipt``, before any input is sealed.
 
+Before every request and result read, the client asks its own verifier (``keylime_verifier.VerifierGate``,
+when the record names the verifier) whether the agent's last attestation passed within the bound, and sends
+nothing otherwise (``Unattested``). Each call then carries a new lease: the client's signed word (its lease
+key, in the credential) that the verifier said PASS, without which the TD wipes the session once the lease
+it holds runs out.
+
 Inputs go out in order, numbered 0, 1, 2, ...; at most ``concurrency`` are queued in the TD at once; each
 result is accepted only after its receipt (signature by the quoted receipt key; session, number, request
 digest, proof, public signals, verification key, input commitment, nonce, claims) and its Groth16 proof check
@@ -25,6 +31,7 @@ import base64
 import json
 import os
 import secrets
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,12 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from ansible_collections.teeproof.kit.plugins.module_utils import keylime_verifier as kv
 from ansible_collections.teeproof.kit.plugins.module_utils import prover_session as ps
 from ansible_collections.teeproof.kit.plugins.module_utils import td_claims
 
 RECORD_VERSION = 1
-CREDENTIAL_VERSION = 1
-GONE_KINDS = ("not_active", "expired", "session", "unauthenticated")
+CREDENTIAL_VERSION = 2
+GONE_KINDS = ("not_active", "expired", "session", "unauthenticated", "lease_expired")
+Unattested = kv.Unattested
 
 
 class SessionGone(Exception):
@@ -64,7 +73,10 @@ class SessionRecord:
     quote_b64: str = ""
     simulated: bool = False
     next_seq: int = 0
+    lease_counter: int = 0  # the last lease sent (0: the activation's)
+    verifier: dict[str, str] = field(default_factory=dict)  # keylime_verifier.VerifierAccess, public values
     psk: bytes = field(default=b"", repr=False)  # the credential: never in document(), never printed
+    lease_key: bytes = field(default=b"", repr=False)  # the credential's signing half of the lease key
 
     @property
     def receipt_key(self) -> str:
@@ -82,6 +94,8 @@ class SessionRecord:
             "quote_b64": self.quote_b64,
             "simulated": self.simulated,
             "next_seq": self.next_seq,
+            "lease_counter": self.lease_counter,
+            **({"verifier": self.verifier} if self.verifier else {}),
         }
 
     @classmethod
@@ -99,6 +113,8 @@ class SessionRecord:
                 quote_b64=str(doc.get("quote_b64", "")),
                 simulated=bool(doc.get("simulated", False)),
                 next_seq=int(doc.get("next_seq", 0)),
+                lease_counter=int(doc.get("lease_counter", 0)),
+                verifier={str(k): str(v) for k, v in dict(doc.get("verifier") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SessionClientError("record", f"malformed ({exc})") from None
@@ -122,8 +138,18 @@ class SessionRecord:
             record = cls.from_document(json.loads(path.read_text()))
         except (OSError, ValueError) as exc:
             raise SessionClientError("record", f"{path}: {exc}") from None
-        record.psk = read_credential(credential or credential_path(path), record.session_id)
+        record.psk, record.lease_key = read_credential(credential or credential_path(path), record.session_id)
         return record
+
+    def gate(self, bound_s: float | None = None) -> kv.VerifierGate | None:
+        """The verifier check the record names (None when it names no verifier)."""
+        if not self.verifier:
+            return None
+        access = kv.VerifierAccess.from_document(self.verifier)
+        bound = float(bound_s if bound_s is not None else self.verifier.get("bound_s", 0) or 0)
+        if bound <= 0:
+            raise SessionClientError("record", "the record's verifier access has no bound_s")
+        return kv.VerifierGate(fetch=lambda: kv.fetch_record(access), bound_s=bound)
 
 
 def credential_path(record: Path) -> Path:
@@ -131,13 +157,16 @@ def credential_path(record: Path) -> Path:
     return record.with_name(record.stem + ".psk.json")
 
 
-def write_credential(path: Path, session_id: str, psk: bytes) -> None:
-    """Write the session's PSK, 0600 from its first byte, replacing any earlier one atomically."""
+def write_credential(path: Path, session_id: str, psk: bytes, lease_key: bytes) -> None:
+    """Write the session's PSK and lease key, 0600 from the first byte, replacing any earlier one."""
     ps.check_psk(psk)
+    if len(lease_key) != 32:
+        raise SessionClientError("credential", "the lease key must be 32 bytes (Ed25519)")
     doc = {
         "kit_session_credential": CREDENTIAL_VERSION,
         "session_id": session_id,
         "psk": base64.b64encode(psk).decode(),
+        "lease_key": base64.b64encode(lease_key).decode(),
     }
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -150,8 +179,9 @@ def write_credential(path: Path, session_id: str, psk: bytes) -> None:
         raise
 
 
-def read_credential(path: Path, session_id: str) -> bytes:
-    """The PSK of session ``session_id``; refused if others can read the file or it names another session."""
+def read_credential(path: Path, session_id: str) -> tuple[bytes, bytes]:
+    """The PSK and lease key of session ``session_id``; refused if others can read the file or it names
+    another session."""
     try:
         mode = path.stat().st_mode & 0o777
         doc = json.loads(path.read_text())
@@ -170,9 +200,13 @@ def read_credential(path: Path, session_id: str) -> bytes:
     if doc.get("session_id") != session_id:
         raise SessionClientError("credential", f"{path} belongs to another session than the record")
     try:
-        return ps.check_psk(ps.b64_or_empty(doc.get("psk")))
+        psk = ps.check_psk(ps.b64_or_empty(doc.get("psk")))
     except ps.SessionError:
         raise SessionClientError("credential", f"{path} holds no 32-byte PSK") from None
+    lease_key = ps.b64_or_empty(doc.get("lease_key"))
+    if len(lease_key) != 32:
+        raise SessionClientError("credential", f"{path} holds no 32-byte lease key")
+    return psk, lease_key
 
 
 def check_attestation(
@@ -282,8 +316,13 @@ class SessionClient:
         long_poll_s: float = 20.0,
         retries: int = 1,
         clock: Callable[[], float] = time.time,
+        gate: kv.VerifierGate | None = None,
+        lease_s: int = ps.MAX_LEASE_SECONDS,
     ) -> None:
         self.record = record
+        self.gate = gate  # None: no verifier asked and no lease sent; the TD's lease 0 then runs out
+        self.lease_s = lease_s  # what each lease asks for (the TD grants at most the activation's lease_s)
+        self._lease_lock = threading.Lock()
         self.vkey = vkey.read_bytes() if vkey is not None else b""
         self.verify = verify or (groth16py_verifier(vkey) if vkey is not None else _refuse_all)
         self.timeout = timeout
@@ -314,11 +353,31 @@ class SessionClient:
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             raise SessionGone(f"the session service at {self.record.url} does not answer ({exc})") from None
 
-    def _read(self, method: str, path: str) -> tuple[int, dict[str, Any]]:
-        """A call with this session's token; the answer opened. An answer that does not open is refused."""
+    def _lease(self) -> dict[str, str]:
+        """Ask the verifier (raises Unattested), then a new lease for the call's headers."""
+        if self.gate is None:
+            return {}
+        attested_at = self.gate.check()
+        with self._lease_lock:  # reads and requests may go out from two threads
+            self.record.lease_counter += 1
+            counter = self.record.lease_counter
+        return {
+            ps.LEASE_HEADER: ps.sign_lease(
+                self.record.lease_key,
+                self.record.session_id,
+                counter,
+                attested_at,
+                seconds=self.lease_s,
+            )
+        }
+
+    def _read(self, method: str, path: str, lease: bool = True) -> tuple[int, dict[str, Any]]:
+        """A call with this session's token (and a lease); the answer opened. An answer that does not open is
+        refused."""
         token, key = ps.seal_read(self.record.session_key, self.record.session_id, path, self.record.psk)
         body = b"" if method == "POST" else None
-        code, doc = self._http(method, path, body, headers={ps.READ_HEADER: token})
+        headers = {ps.READ_HEADER: token, **(self._lease() if lease else {})}
+        code, doc = self._http(method, path, body, headers=headers)
         if code != 200:  # a refusal: not sealed, so it may be the host's; it can only stop us, never feed us
             return code, doc
         try:
@@ -333,18 +392,29 @@ class SessionClient:
         """The service must hold the attested key and the activated session, not expired."""
         if self.clock() >= self.record.expires_at:
             raise SessionGone("the session has expired; attest again")
-        code, doc = self._get("/session")
+        code, doc = self._read("GET", "/session", lease=False)
         if code != 200:
             raise SessionGone(f"GET /session answered {code} ({doc.get('error', 'no reason')})")
         if doc.get("session_key") != self.record.session_key:
             raise SessionGone("the service holds another session key (restarted, rebooted or revoked TD)")
         if not doc.get("active") or doc.get("session_id") != self.record.session_id:
             raise SessionGone("the service has no activated session with this id")
+        # A client that lost count of its leases (killed before it saved its record) moves on to the TD's.
+        held = doc.get("lease", {}).get("counter") if isinstance(doc.get("lease"), dict) else None
+        if isinstance(held, int) and held > self.record.lease_counter:
+            self.record.lease_counter = held
+        return doc
+
+    def renew(self) -> dict[str, Any]:
+        """Ask the verifier, then send the TD a new lease (with a read of the session's state)."""
+        code, doc = self._read("GET", "/session")
+        if code != 200:
+            raise SessionGone(f"GET /session answered {code} ({doc.get('error', 'no reason')})")
         return doc
 
     def close(self) -> None:
         """End the session: the TD wipes its key and the session. Raises unless the TD says it did."""
-        code, doc = self._read("POST", ps.CLOSE_PATH)
+        code, doc = self._read("POST", ps.CLOSE_PATH, lease=False)
         if code != 200:
             raise SessionGone(f"POST {ps.CLOSE_PATH} answered {code} ({doc.get('error', 'no reason')})")
         if doc.get("closed") != self.record.session_id:
@@ -366,7 +436,7 @@ class SessionClient:
         )
         t1 = time.perf_counter()
         while True:
-            code, doc = self._http("POST", "/requests", job.request)
+            code, doc = self._http("POST", "/requests", job.request, headers=self._lease())
             if code != 429:
                 break
             time.sleep(self.poll_s)

@@ -6,13 +6,18 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: session_activation
-short_description: Make a session's activation for the TD and write the client's credential (its PSK)
+short_description: Make a session's activation for the TD and write the client's credential (PSK, lease key)
 description:
   - Session mode, on the controller, after the TD's quote and claims checked out. Draws the session id and a
-    fresh 32-byte PSK, and makes the activation that the Keylime payload carries to the TD's session service
-    (C(kit_session), C(session_id), C(session_key), C(nonce), C(expires_at), C(lifetime_s), C(psk)).
+    fresh 32-byte PSK and a fresh Ed25519 lease key, and makes the activation that the Keylime payload carries
+    to the TD's session service (C(kit_session), C(session_id), C(session_key), C(nonce), C(expires_at),
+    C(lifetime_s), C(psk), C(lease_key) (the public half), C(lease_requests), C(lease_s)).
+  - The activation is the session's first lease. The TD wipes the session when the lease it holds has served
+    O(lease_requests) requests or is O(lease_s) seconds old on the TD's own clock, unless the client sent a
+    newer one, which it signs only after its verifier said PASS.
   - Refuses a lifetime over C(MAX_SESSION_SECONDS) (7 days), the cap the TD enforces as well.
-  - Writes the PSK to O(credential), mode 0600 from its first byte, for C(bin/session-client). Every request
+  - Writes the PSK and the lease key's private half to O(credential), mode 0600 from its first byte, for
+    C(bin/session-client). Every request
     and every read of the session is sealed with it, so the host, which sees the session key, the session id
     and the next number, can neither submit nor read.
   - The returned C(activation) holds the PSK. Run the task with C(no_log) and pass it on only to the payload.
@@ -30,8 +35,16 @@ options:
     description: Seconds the session lives (1 to 604800).
     type: int
     required: true
+  lease_requests:
+    description: Requests one lease is good for (1 to 100000).
+    type: int
+    required: true
+  lease_s:
+    description: Seconds one lease is good for on the TD's monotonic clock (1 to 86400).
+    type: int
+    required: true
   credential:
-    description: Where the client's credential (the PSK) is written; its folder is made 0700 if missing.
+    description: Where the client's credential (PSK, lease key) goes; its folder is made 0700 if missing.
     type: path
     required: true
 author:
@@ -44,6 +57,8 @@ EXAMPLES = r"""
     session_key: "{{ tdx_attestation_claims.session_key }}"
     nonce: "{{ tdx_attestation_nonce }}"
     lifetime: 3600
+    lease_requests: 32
+    lease_s: 300
     credential: /work/main/build/lab/site/prove/session/session.psk.json
   register: __session
   no_log: true
@@ -76,6 +91,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "session_key": {"type": "str", "required": True, "no_log": False},  # a public key
     "nonce": {"type": "str", "required": True},
     "lifetime": {"type": "int", "required": True},
+    "lease_requests": {"type": "int", "required": True},
+    "lease_s": {"type": "int", "required": True},
     "credential": {"type": "path", "required": True},
 }
 
@@ -85,15 +102,23 @@ class ActivationFailed(Exception):
 
 
 def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+    lease_key, lease_public = ps.new_lease_key()
     try:
-        activation = ps.make_activation(p["session_key"], td_claims.nonce_from_hex(p["nonce"]), p["lifetime"])
+        activation = ps.make_activation(
+            p["session_key"],
+            td_claims.nonce_from_hex(p["nonce"]),
+            p["lifetime"],
+            lease_key=lease_public,
+            lease_requests=p["lease_requests"],
+            lease_s=p["lease_s"],
+        )
     except (ps.SessionError, td_claims.ClaimsError) as exc:
         raise ActivationFailed(f"no activation made: {exc}") from None
     if not check_mode:
         path = Path(p["credential"])
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            sc.write_credential(path, activation.session_id, activation.psk)
+            sc.write_credential(path, activation.session_id, activation.psk, lease_key)
         except OSError as exc:
             raise ActivationFailed(f"the credential could not be written to {path}: {exc}") from None
     return {

@@ -128,7 +128,7 @@ def found_in(seen: bytes, result: sc.Result) -> list[str]:
 
 def refusals(args: argparse.Namespace) -> dict[str, Any]:
     record = sc.SessionRecord.load(args.record)
-    client = sc.SessionClient(record, args.vkey)
+    client = sc.SessionClient(record, args.vkey, gate=record.gate())  # asks the verifier, sends leases
     data = args.input.read_bytes()
     url = record.url.rstrip("/")
     out: dict[str, Any] = {}
@@ -175,9 +175,11 @@ def refusals(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(0.5)
     capture = Capture(record.url)
     try:
-        captured = sc.SessionClient(dataclasses.replace(record, url=capture.url), args.vkey)
+        captured = sc.SessionClient(
+            dataclasses.replace(record, url=capture.url), args.vkey, gate=record.gate()
+        )
         _unused, last = prove_one(captured, data)
-        record.next_seq = captured.record.next_seq
+        record.next_seq, record.lease_counter = captured.record.next_seq, captured.record.lease_counter
     finally:
         capture.close()
     out["valid_after"] = {"seq": last.seq, "receipt_checked": True}
@@ -189,7 +191,7 @@ def refusals(args: argparse.Namespace) -> dict[str, Any]:
 
 def crash(args: argparse.Namespace) -> dict[str, Any]:
     record = sc.SessionRecord.load(args.record)
-    client = sc.SessionClient(record, args.vkey, retries=1)
+    client = sc.SessionClient(record, args.vkey, retries=1, gate=record.gate())
     data = args.input.read_bytes()
     before = client.status()
     first = max(record.next_seq, int(before["next_seq"]))

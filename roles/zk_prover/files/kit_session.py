@@ -20,6 +20,10 @@ read carrying a read token and answered sealed to it; prover_session.py):
 A GET without a read token that opens under the session's key and PSK gets 401 and nothing else; with one,
 the answer (its status and document) travels as {"sealed": ...} that only that reader can open.
 
+Every call of the client may carry a newer lease (the Kit-Session-Lease header: the client's signed word that
+its verifier said PASS). When the lease held runs out (its count of requests, or its seconds on the TD's
+monotonic clock, which a watcher checks every second), the session and its key are wiped, as on close.
+
 Each worker keeps the circuit and its proving key loaded (groth16py) and proves one request at a time; the
 input reaches it through a pipe, its witness files live in a private tmpfs folder removed after each job. A
 worker that dies fails its request with a clear error and is started again; the session goes on. Requests
@@ -210,6 +214,7 @@ class Service:
         self.lock = threading.Lock()
         self.finished = threading.Condition(self.lock)  # notified whenever a job is done or failed
         self.counts = {"accepted": 0, "proved": 0, "failed": 0, "refused": 0, "unauthenticated": 0}
+        self.ended: dict[str, str] = {}  # session id -> why it ended (close, lease, expiry)
 
     # -- key and activation
     def publish_key(self) -> None:
@@ -234,21 +239,22 @@ class Service:
             path.unlink(missing_ok=True)
 
     # -- requests
-    def submit(self, raw: bytes) -> int:
+    def submit(self, raw: bytes, lease: str | None = None) -> int:
         with self.lock:
             self._activate_from_file()
             try:
-                self.state.check_header(raw)
+                self.state.check_header(raw, lease)
                 if self.queue.full():
                     raise ps.SessionRefused(
                         "busy", f"{self.queue.maxsize} requests are queued; send it again later"
                     )
                 t = time.perf_counter()
-                request = self.state.open(raw)
+                request = self.state.open(raw, lease)
                 open_ms = (time.perf_counter() - t) * 1e3
             except ps.SessionRefused as exc:
                 self.counts["refused"] += 1
                 log(f"refused: {exc.kind}")
+                self._end_if_lease_ran_out(exc)
                 raise
             self.jobs[request.seq] = Job(request, open_ms=round(open_ms, 3))
             self.counts["accepted"] += 1
@@ -256,35 +262,58 @@ class Service:
             self.queue.put_nowait(request.seq)
             return int(request.seq)
 
-    def read_key(self, path: str, token: str | None) -> bytes:
+    def read_key(self, path: str, token: str | None, lease: str | None = None) -> bytes:
         """The key to seal the answer to a read with; raises SessionRefused for anyone but the client."""
         with self.lock:
             self._activate_from_file()
-            return self.read_key_locked(path, token)
+            return self.read_key_locked(path, token, lease)
 
-    def read_key_locked(self, path: str, token: str | None) -> bytes:
+    def read_key_locked(self, path: str, token: str | None, lease: str | None = None) -> bytes:
         try:
-            return bytes(self.state.open_read(path, token))
+            return bytes(self.state.open_read(path, token, lease))
         except ps.SessionRefused as exc:
             self.counts["unauthenticated" if exc.kind == "unauthenticated" else "refused"] += 1
             log(f"read refused: {exc.kind}")
+            self._end_if_lease_ran_out(exc)
             raise
 
-    def close(self, token: str | None) -> tuple[bytes, str]:
+    def close(self, token: str | None, lease: str | None = None) -> tuple[bytes, str]:
         """The client ends its session: wipe the key, the session and the queue; publish a fresh key."""
         with self.lock:
             self._activate_from_file()
-            key = self.read_key_locked(ps.CLOSE_PATH, token)
-            assert self.state.activation is not None
-            closed = self.state.activation.session_id
-            self.state.wipe()
-            self.state = ps.SessionState.fresh(self.state.max_request_bytes)
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.jobs.clear()
-            self.publish_key()
-            log(f"session {closed[:8]} closed by its client: key and session wiped, a new key published")
-            return key, closed
+            key = self.read_key_locked(ps.CLOSE_PATH, token, lease)
+            return key, self._end("closed by its client")
+
+    def _end_if_lease_ran_out(self, exc: ps.SessionRefused) -> None:
+        if exc.kind == "lease_expired" and self.state.activation is not None:
+            self._end(f"its lease ran out (by {self.state.lease_ran_out() or 'count'})")
+
+    def _end(self, why: str) -> str:
+        """Wipe the session, its key and its queue, and publish a fresh key (the lock is held)."""
+        act = self.state.activation
+        ended = act.session_id if act is not None else ""
+        self.state.wipe()
+        self.state = ps.SessionState.fresh(self.state.max_request_bytes)
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.jobs.clear()
+        self.publish_key()
+        if ended:
+            self.ended[ended] = why
+        log(f"session {ended[:8]} ended, {why}: key and session wiped, a new key published")
+        return ended
+
+    def watch(self, stop: threading.Event, every_s: float = 1.0) -> None:
+        """End the session when its lease runs out on the TD's clock, or its lifetime does, with no call."""
+        while not stop.wait(every_s):
+            with self.lock:
+                if self.state.activation is None:
+                    continue
+                if why := self.state.lease_ran_out():
+                    if why == "time":
+                        self._end("its lease ran out (by time)")
+                elif self.state.expired():
+                    self._end("its lifetime is over")
 
     def _evict(self) -> None:
         finished = [s for s, j in self.jobs.items() if j.status in ("done", "failed")]
@@ -326,6 +355,16 @@ class Service:
                 "workers": len(self.workers),
                 "worker_starts": sum(w.started for w in self.workers),
                 "counts": dict(self.counts),
+                "lease": {
+                    "counter": self.state.lease_counter,
+                    "used": self.state.lease_used,
+                    "requests": self.state.lease_requests if act else None,
+                    "seconds_left": round(
+                        self.state.lease_s - (self.state.monotonic() - self.state.lease_at), 1
+                    )
+                    if act
+                    else None,
+                },
             }
 
     # -- proving
@@ -404,7 +443,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": "not_found", "message": "GET /session or /results/SEQ[?wait=SECONDS]"})
             return
         try:
-            key = self.service.read_key(self.path, self.headers.get(ps.READ_HEADER))
+            key = self.service.read_key(
+                self.path, self.headers.get(ps.READ_HEADER), self.headers.get(ps.LEASE_HEADER)
+            )
         except ps.SessionRefused as exc:
             self._send(exc.status, {"error": exc.kind, "message": str(exc)})
             return
@@ -417,7 +458,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path == ps.CLOSE_PATH:
             try:
-                key, closed = self.service.close(self.headers.get(ps.READ_HEADER))
+                key, closed = self.service.close(
+                    self.headers.get(ps.READ_HEADER), self.headers.get(ps.LEASE_HEADER)
+                )
             except ps.SessionRefused as exc:
                 self._send(exc.status, {"error": exc.kind, "message": str(exc)})
                 return
@@ -439,7 +482,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         raw = self.rfile.read(length)
         try:
-            seq = self.service.submit(raw)
+            seq = self.service.submit(raw, self.headers.get(ps.LEASE_HEADER))
         except ps.SessionRefused as exc:
             self._send(exc.status, {"error": exc.kind, "message": str(exc)})
             return
@@ -490,6 +533,7 @@ def serve(args: argparse.Namespace) -> int:
     httpd = ThreadingHTTPServer((args.bind, args.port), handler)
     stop = threading.Event()
     threads = [threading.Thread(target=service.work, args=(w, stop), daemon=True) for w in workers]
+    threads.append(threading.Thread(target=service.watch, args=(stop,), daemon=True))
     for t in threads:
         t.start()
 

@@ -13,6 +13,8 @@ from ansible_collections.teeproof.kit.plugins.module_utils import td_claims
 
 INPUT = {"a": "3", "b": "11", "secret": "987654321987"}
 COMMIT = bytes(range(32))
+LEASE_KEY, LEASE_PUB = ps.new_lease_key()
+LEASE: dict[str, Any] = {"lease_key": LEASE_PUB, "lease_requests": 1000, "lease_s": 3600}
 
 
 # RFC 9180, appendix A.2.2: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305, PSK mode (the suite
@@ -56,7 +58,7 @@ def mono() -> Clock:
 def state(clock: Clock, mono: Clock, nonce: bytes) -> ps.SessionState:
     s = ps.SessionState.fresh(max_request_bytes=4096)
     s.clock, s.monotonic = clock, mono
-    s.activate(ps.make_activation(s.session_key, nonce, 600, now=clock.now).document())
+    s.activate(ps.make_activation(s.session_key, nonce, 600, **LEASE, now=clock.now).document())
     return s
 
 
@@ -96,9 +98,9 @@ def test_hpke_psk_mode_is_rfc9180_a_2_2() -> None:
     assert opened.export(b"TestContext", 32) == v["export_TestContext"]
 
 
-def refused(state: ps.SessionState, raw: bytes) -> str:
+def refused(state: ps.SessionState, raw: bytes, lease: str | None = None) -> str:
     with pytest.raises(ps.SessionRefused) as exc:
-        state.open(raw)
+        state.open(raw, lease)
     assert "987654321987" not in str(exc.value)  # a refusal never quotes the request
     return exc.value.kind
 
@@ -279,14 +281,14 @@ def test_activation_checks(clock: Clock, nonce: bytes) -> None:
     s.clock = clock
     other_key = ps.public_key_text(ps.new_session_key()[0].public_key())
     with pytest.raises(ps.SessionError, match=r"activation\.session_key"):
-        s.activate(ps.make_activation(other_key, nonce, 60, now=clock.now).document())
+        s.activate(ps.make_activation(other_key, nonce, 60, **LEASE, now=clock.now).document())
     with pytest.raises(ps.SessionError, match="already passed"):
-        s.activate(ps.make_activation(s.session_key, nonce, 60, now=clock.now - 120).document())
-    good = ps.make_activation(s.session_key, nonce, 60, now=clock.now)
+        s.activate(ps.make_activation(s.session_key, nonce, 60, **LEASE, now=clock.now - 120).document())
+    good = ps.make_activation(s.session_key, nonce, 60, **LEASE, now=clock.now)
     assert "psk" not in repr(good) and len(good.psk) == 32
     s.activate(good.document())
     with pytest.raises(ps.SessionError, match="another one"):
-        s.activate(ps.make_activation(s.session_key, nonce, 60, now=clock.now).document())
+        s.activate(ps.make_activation(s.session_key, nonce, 60, **LEASE, now=clock.now).document())
     with pytest.raises(ps.SessionError, match="already serves a session"):  # no second PSK for a session
         s.activate({**good.document(), "psk": base64.b64encode(bytes(32)).decode()})
     for bad, where in [
@@ -302,20 +304,25 @@ def test_activation_checks(clock: Clock, nonce: bytes) -> None:
         ({**good.document(), "psk": "short"}, "activation.psk"),
         ({**good.document(), "psk": base64.b64encode(bytes(31)).decode()}, "activation.psk"),
         ({**good.document(), "psk": None}, "activation.psk"),
+        ({**good.document(), "lease_key": "x"}, "activation.lease_key"),
+        ({**good.document(), "lease_requests": 0}, "activation.lease_requests"),
+        ({**good.document(), "lease_requests": ps.MAX_LEASE_REQUESTS + 1}, "activation.lease_requests"),
+        ({**good.document(), "lease_s": True}, "activation.lease_s"),
+        ({**good.document(), "lease_s": ps.MAX_LEASE_SECONDS + 1}, "activation.lease_s"),
     ]:
         with pytest.raises(ps.SessionError) as exc:
             ps.parse_activation(bad)
         assert exc.value.field == where
     for lifetime in (0, ps.MAX_SESSION_SECONDS + 1):
         with pytest.raises(ps.SessionError, match="lifetime"):
-            ps.make_activation(s.session_key, nonce, lifetime)
+            ps.make_activation(s.session_key, nonce, lifetime, **LEASE)
 
 
 def test_the_td_refuses_a_stretched_lifetime_whatever_the_activation_says(clock: Clock, nonce: bytes) -> None:
     """An activation built by hand (not by make_activation) that asks for more than the cap."""
     s = ps.SessionState.fresh()
     s.clock = clock
-    doc = ps.make_activation(s.session_key, nonce, 60, now=clock.now).document()
+    doc = ps.make_activation(s.session_key, nonce, 60, **LEASE, now=clock.now).document()
     year = 365 * 24 * 3600
     with pytest.raises(ps.SessionError) as exc:
         s.activate({**doc, "lifetime_s": year, "expires_at": int(clock.now) + year})
@@ -401,3 +408,123 @@ def test_claims_carry_an_optional_session_key(td: dict[str, Any]) -> None:
         assert exc.value.field == "session_key"
     doc = td_claims.parse_claims({**td["claims"], "session_key": key}).document()
     assert doc["session_key"] == key
+
+
+# ---------------------------------------------------------------------------------------------- leases
+
+
+@pytest.fixture
+def leased(clock: Clock, mono: Clock, nonce: bytes) -> ps.SessionState:
+    """A session whose activation (lease 0) is good for 2 requests and 100 s of the TD's clock."""
+    s = ps.SessionState.fresh(max_request_bytes=4096)
+    s.clock, s.monotonic = clock, mono
+    lease = {**LEASE, "lease_requests": 2, "lease_s": 100}
+    s.activate(ps.make_activation(s.session_key, nonce, 600, **lease, now=clock.now).document())
+    return s
+
+
+def lease(state: ps.SessionState, counter: int, key: bytes = LEASE_KEY, session: str | None = None) -> str:
+    assert state.activation is not None
+    return ps.sign_lease(key, session or state.activation.session_id, counter, 1234)
+
+
+def test_a_lease_runs_out_by_count_and_a_newer_one_renews_it(leased: ps.SessionState) -> None:
+    leased.open(sealed(leased, 0))
+    leased.open(sealed(leased, 1))
+    assert leased.lease_ran_out() == "count"
+    with pytest.raises(ps.SessionRefused) as exc:
+        leased.open(sealed(leased, 2))
+    assert exc.value.kind == "lease_expired" and exc.value.status == 403
+    assert leased.next_seq == 2  # refused before decryption: no number used
+    leased.open(sealed(leased, 2), lease(leased, 1))  # the client's next lease: two more requests
+    assert (leased.lease_counter, leased.lease_used, leased.lease_ran_out()) == (1, 1, "")
+
+
+def test_a_lease_runs_out_on_the_tds_clock_not_the_wall_clock(
+    leased: ps.SessionState, clock: Clock, mono: Clock
+) -> None:
+    clock.now -= 10_000  # the host sets the wall clock back: nothing changes
+    mono.now += 99
+    assert leased.lease_ran_out() == ""
+    mono.now += 1
+    assert leased.lease_ran_out() == "time"
+    assert refused(leased, sealed(leased, 0)) == "lease_expired"
+    leased.open(sealed(leased, 0), lease(leased, 1))
+    assert leased.lease_ran_out() == ""
+
+
+def test_the_host_can_neither_forge_nor_replay_nor_graft_a_lease(leased: ps.SessionState) -> None:
+    other_key, _unused = ps.new_lease_key()
+    for bad in (
+        lease(leased, 1, key=other_key),  # not the client's key
+        lease(leased, 1, session="f" * 32),  # another session's
+        "not base64 at all",
+        base64.b64encode(b'{"kit_lease": 1}').decode(),
+        base64.b64encode(b"x" * 2000).decode(),
+    ):
+        with pytest.raises(ps.SessionRefused) as exc:
+            leased.open(sealed(leased, 0), bad)
+        assert exc.value.kind == "lease"
+    assert leased.next_seq == 0  # a bad lease uses up no number
+    good = lease(leased, 1)
+    # grafted onto a request the host sealed: the request does not decrypt, the lease is not taken
+    with pytest.raises(ps.SessionRefused) as exc:
+        leased.open(sealed(leased, 0, psk=bytes(32)), good)
+    assert exc.value.kind == "decrypt" and leased.lease_counter == 0
+    leased.open(sealed(leased, 0), good)
+    assert leased.lease_counter == 1
+    leased.open(sealed(leased, 1), good)  # replayed (or late): not newer than the one held, so not taken
+    assert (leased.lease_counter, leased.lease_used) == (1, 2)
+    assert refused(leased, sealed(leased, 2), good) == "lease_expired"  # it renews nothing
+
+
+def test_reads_carry_leases_too_but_only_the_clients(leased: ps.SessionState) -> None:
+    token, _unused = read(leased, "/session")
+    host_token, _unused = read(leased, "/session", psk=bytes(32))
+    with pytest.raises(ps.SessionRefused) as exc:
+        leased.open_read("/session", host_token, lease(leased, 5))
+    assert exc.value.kind == "unauthenticated" and leased.lease_counter == 0
+    leased.open_read("/session", token, lease(leased, 5))
+    assert leased.lease_counter == 5 and leased.lease_used == 0
+    leased.lease_used = 2  # the lease's requests are used up: the client may still read its results
+    token, _unused = read(leased, "/results/1")
+    leased.open_read("/results/1", token)
+    assert isinstance(leased.monotonic, Clock)
+    leased.monotonic.now += 100  # but not once the lease's time is over
+    token, _unused = read(leased, "/results/1")
+    with pytest.raises(ps.SessionRefused) as exc:
+        leased.open_read("/results/1", token)
+    assert exc.value.kind == "lease_expired"
+
+
+def test_a_lease_says_pass_for_this_session_and_is_signed() -> None:
+    session = "a" * 32
+    doc = json.loads(base64.b64decode(ps.sign_lease(LEASE_KEY, session, 7, 1234)))
+    assert sorted(doc) == sorted(ps.LEASE_FIELDS) and doc["verdict"] == "PASS" and doc["counter"] == 7
+    assert ps.parse_lease(ps.sign_lease(LEASE_KEY, session, 7, 1234), LEASE_PUB, session).counter == 7
+    for change in (
+        {"verdict": "FAIL"},
+        {"counter": 8},
+        {"attested_at": 1},
+        {"kit_lease": 2},
+        {"seconds": 5},
+        {"requests": 0},
+    ):
+        forged = base64.b64encode(td_claims.canonical({**doc, **change})).decode()
+        with pytest.raises(ps.SessionRefused, match="lease"):
+            ps.parse_lease(forged, LEASE_PUB, session)
+    with pytest.raises(ps.SessionError, match="lease_key"):
+        ps.sign_lease(b"short", session, 1, 0)
+
+
+def test_a_lease_is_good_for_what_it_asks_at_most_what_the_activation_allows(leased: ps.SessionState) -> None:
+    assert leased.activation is not None
+    short = ps.sign_lease(LEASE_KEY, leased.activation.session_id, 1, 0, requests=1, seconds=5)
+    leased.open(sealed(leased, 0), short)
+    assert (leased.lease_requests, leased.lease_s) == (1, 5)
+    assert refused(leased, sealed(leased, 1)) == "lease_expired"
+    long = ps.sign_lease(LEASE_KEY, leased.activation.session_id, 2, 0)  # asks for the most
+    leased.open(sealed(leased, 1), long)
+    assert (leased.lease_requests, leased.lease_s) == (2, 100)  # the activation's caps
+    with pytest.raises(ps.SessionError, match="seconds"):
+        ps.sign_lease(LEASE_KEY, leased.activation.session_id, 3, 0, seconds=0)

@@ -21,6 +21,8 @@ def params(tmp_path: Path, nonce: bytes) -> dict[str, Any]:
         "session_key": key,
         "nonce": nonce.hex(),
         "lifetime": 600,
+        "lease_requests": 8,
+        "lease_s": 120,
         "credential": str(tmp_path / "session" / "session.psk.json"),
     }
 
@@ -32,7 +34,11 @@ def test_the_activation_carries_the_psk_the_client_keeps(params: dict[str, Any],
     assert abs(act.expires_at - (time.time() + 600)) < 5 and act.session_key == params["session_key"]
     cred = Path(params["credential"])
     assert cred.stat().st_mode & 0o777 == 0o600 and cred.parent.stat().st_mode & 0o777 == 0o700
-    assert sc.read_credential(cred, act.session_id) == act.psk
+    psk, lease_key = sc.read_credential(cred, act.session_id)
+    assert psk == act.psk and act.lease_requests == 8 and act.lease_s == 120
+    # the credential's lease key signs leases the TD takes: its public half is the activation's
+    lease = ps.sign_lease(lease_key, act.session_id, 1, 0)
+    assert ps.parse_lease(lease, act.lease_key, act.session_id).counter == 1
     assert out["activation"]["psk"] == base64.b64encode(act.psk).decode()
     again = mod.run(params, check_mode=False)  # every run is a new session with a new PSK
     assert again["session_id"] != out["session_id"] and again["activation"]["psk"] != out["activation"]["psk"]
@@ -52,6 +58,10 @@ def test_check_mode_writes_nothing(params: dict[str, Any]) -> None:
         ({"nonce": "00"}, "nonce"),
         ({"nonce": "zz"}, "nonce"),
         ({"session_key": "not a key"}, "session_key"),
+        ({"lease_requests": 0}, "lease_requests"),
+        ({"lease_requests": ps.MAX_LEASE_REQUESTS + 1}, "lease_requests"),
+        ({"lease_s": 0}, "lease_s"),
+        ({"lease_s": ps.MAX_LEASE_SECONDS + 1}, "lease_s"),
     ],
 )
 def test_bad_input_is_refused_and_writes_nothing(

@@ -4,6 +4,7 @@ stop."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -20,10 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.teeproof.kit.plugins.module_utils import keylime_verifier as kv
 from ansible_collections.teeproof.kit.plugins.module_utils import prover_session as ps
 from ansible_collections.teeproof.kit.plugins.module_utils import session_client as sc
 from ansible_collections.teeproof.kit.plugins.module_utils import zk_prove
 from conftest import ROOT, SECRET_A, SECRET_B, valid_input
+
+LEASE_KEY, LEASE_PUB = ps.new_lease_key()
+LEASE: dict[str, Any] = {"lease_key": LEASE_PUB, "lease_requests": 1000, "lease_s": 3600}
 
 FAKE_QUOTE = """
 import json, os
@@ -124,10 +129,13 @@ class Lab:
             session_key=key,
             expires_at=2**40,
             psk=os.urandom(32),
+            lease_key=LEASE_KEY,
         )
 
-    def activate(self, nonce: bytes, lifetime: int = 600) -> sc.SessionRecord:
-        act = ps.make_activation(self.session_key(), nonce, lifetime)
+    def activate(
+        self, nonce: bytes, lifetime: int = 600, lease: dict[str, Any] | None = None
+    ) -> sc.SessionRecord:
+        act = ps.make_activation(self.session_key(), nonce, lifetime, **(lease or LEASE))
         (self.runtime / "session.json").write_text(json.dumps(act.document()))
         claims = {**json.loads((self.root / "claims.json").read_text()), "session_key": act.session_key}
         return sc.SessionRecord(
@@ -138,6 +146,7 @@ class Lab:
             session_key=act.session_key,
             expires_at=act.expires_at,
             psk=act.psk,
+            lease_key=LEASE_KEY,
         )
 
     def workers(self) -> list[int]:
@@ -219,7 +228,8 @@ def test_refusals_before_activation_and_before_reading(lab: Lab, circuit_dir: Pa
     assert b" 413 " in answer and b"oversized" in answer
     # an activation for another key is refused and consumed
     other = ps.public_key_text(ps.new_session_key()[0].public_key())
-    (lab.runtime / "session.json").write_text(json.dumps(ps.make_activation(other, nonce, 60).document()))
+    other_activation = ps.make_activation(other, nonce, 60, **LEASE)
+    (lab.runtime / "session.json").write_text(json.dumps(other_activation.document()))
     assert (
         sc.SessionClient(lab.activate_record_only(nonce), None)._get("/session")[1]["error"] == "not_active"
     )
@@ -295,8 +305,8 @@ def test_the_client_closes_its_session_and_the_td_wipes_it(
     # the client can, through bin/session-client close: the TD wipes it, the credential goes
     path = tmp_path / "session.json"
     record.save(path)
-    sc.write_credential(sc.credential_path(path), record.session_id, record.psk)
-    done = _kit_session("close", "--record", str(path))
+    sc.write_credential(sc.credential_path(path), record.session_id, record.psk, record.lease_key)
+    done = _kit_session("close", "--record", str(path), "--no-verifier-check")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"ok": True, "closed": record.session_id}
     assert not sc.credential_path(path).exists()
@@ -389,6 +399,7 @@ def test_the_credential_is_kept_apart_0600_and_for_its_session_only(
         session_key=key,
         expires_at=1,
         psk=os.urandom(32),
+        lease_key=LEASE_KEY,
     )
     path = tmp_path / "session.json"
     record.save(path)
@@ -396,14 +407,16 @@ def test_the_credential_is_kept_apart_0600_and_for_its_session_only(
     assert cred == tmp_path / "session.psk.json"
     with pytest.raises(sc.SessionClientError, match="missing"):
         sc.SessionRecord.load(path)
-    sc.write_credential(cred, record.session_id, record.psk)
+    sc.write_credential(cred, record.session_id, record.psk, record.lease_key)
     assert cred.stat().st_mode & 0o777 == 0o600
     assert record.psk.hex() not in path.read_text()
-    assert sc.SessionRecord.load(path).psk == record.psk
+    loaded = sc.SessionRecord.load(path)
+    assert loaded.psk == record.psk and loaded.lease_key == LEASE_KEY
+    assert "lease_key" not in json.dumps(loaded.document()) and LEASE_KEY.hex() not in repr(loaded)
     cred.chmod(0o644)
     with pytest.raises(sc.SessionClientError, match="readable by others"):
         sc.SessionRecord.load(path)
-    sc.write_credential(cred, "b" * 32, record.psk)
+    sc.write_credential(cred, "b" * 32, record.psk, record.lease_key)
     with pytest.raises(sc.SessionClientError, match="another session"):
         sc.SessionRecord.load(path)
     for junk in ("{", "[]", json.dumps({"kit_session_credential": 1, "session_id": "a" * 32, "psk": "AAAA"})):
@@ -412,7 +425,13 @@ def test_the_credential_is_kept_apart_0600_and_for_its_session_only(
         with pytest.raises(sc.SessionClientError, match="credential"):
             sc.SessionRecord.load(path)
     with pytest.raises(ps.SessionError, match="psk"):
-        sc.write_credential(cred, record.session_id, b"short")
+        sc.write_credential(cred, record.session_id, b"short", record.lease_key)
+    with pytest.raises(sc.SessionClientError, match="lease key"):
+        sc.write_credential(cred, record.session_id, record.psk, b"short")
+    doc = {"kit_session_credential": sc.CREDENTIAL_VERSION, "session_id": "a" * 32}
+    cred.write_text(json.dumps({**doc, "psk": base64.b64encode(record.psk).decode(), "lease_key": "AAAA"}))
+    with pytest.raises(sc.SessionClientError, match="no 32-byte lease key"):
+        sc.SessionRecord.load(path)
 
 
 def test_a_session_gone_mid_run_is_attested_again_and_nothing_is_lost(
@@ -492,10 +511,13 @@ def test_cli_refuses_when_attesting_again_fails(
     assert lab.stop() == 0  # revoked: the service and its key are gone
     path = tmp_path / "session.json"
     record.save(path)
-    sc.write_credential(sc.credential_path(path), record.session_id, record.psk)
+    sc.write_credential(sc.credential_path(path), record.session_id, record.psk, record.lease_key)
     (tmp_path / "in.json").write_text(json.dumps(valid_input()))
     common = ["prove", "--record", str(path), "--vkey", str(circuit_dir / zk_prove.VKEY)]
     common += ["--input", str(tmp_path / "in.json"), "--out", str(tmp_path / "out")]
+    done = _kit_session(*common)  # a record that names no verifier: nothing is sent without saying so
+    assert done.returncode == 2 and "--no-verifier-check" in done.stderr
+    common.append("--no-verifier-check")
     done = _kit_session(*common)
     assert done.returncode == 20 and "SESSION GONE" in done.stderr
     done = _kit_session(*common, "--attest-command", "false")
@@ -522,3 +544,55 @@ def test_a_long_poll_answers_when_the_proof_is_ready(lab: Lab, circuit_dir: Path
     assert client._get("/results/99?wait=5")[0] == 404  # unknown: answered at once
     for bad in ("/results/0?wait=x", "/results/0?wait=-1", "/results/0?wait=1&x=2", "/results/-1"):
         assert client._get(bad)[0] == 404
+
+
+def _pass_now() -> dict[str, Any]:
+    return {"operational_state": 3, "attestation_count": 9, "last_successful_attestation": int(time.time())}
+
+
+def test_the_service_wipes_the_session_when_its_lease_runs_out_on_its_clock(
+    lab: Lab, circuit_dir: Path, nonce: bytes
+) -> None:
+    """No call comes (the host dropped the verifier's revocation, the client stopped sending): the TD's own
+    watcher ends the session when the lease is lease_s old, and publishes a new key."""
+    lab.start("--workers", "1")
+    record = lab.activate(nonce, lease={**LEASE, "lease_s": 2})
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY)
+    assert client.status()["lease"]["counter"] == 0
+    deadline = time.monotonic() + 30
+    while lab.session_key() == record.session_key and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lab.session_key() != record.session_key
+    with pytest.raises(sc.SessionGone):
+        client.status()
+    assert "ended, its lease ran out (by time)" in lab.log.read_text()
+
+
+def test_the_clients_leases_keep_the_session_and_none_ends_it_by_count(
+    lab: Lab, circuit_dir: Path, nonce: bytes
+) -> None:
+    lab.start("--workers", "1")
+    lease = {**LEASE, "lease_requests": 1}
+    record = lab.activate(nonce, lease=lease)
+    gate = kv.VerifierGate(fetch=_pass_now, bound_s=10)
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY, gate=gate)
+    assert len(client.prove_many(inputs(3), concurrency=1)) == 3  # each request brought a new lease
+    state = client.status()
+    assert state["lease"]["counter"] == record.lease_counter >= 3 and state["next_seq"] == 3
+    # a client that asks no verifier sends no lease: the one held serves one request, then the TD wipes it
+    bare = sc.SessionClient(record, circuit_dir / zk_prove.VKEY)
+    assert len(bare.prove_many(inputs(1), concurrency=1)) == 1
+    with pytest.raises(sc.SessionGone, match="lease ran out"):
+        bare.prove_many(inputs(1), concurrency=1)
+    assert lab.session_key() != record.session_key
+    assert "ended, its lease ran out (by count)" in lab.log.read_text()
+
+
+def test_nothing_is_sent_when_the_verifier_does_not_vouch(lab: Lab, circuit_dir: Path, nonce: bytes) -> None:
+    lab.start("--workers", "1")
+    record = lab.activate(nonce)
+    stale = {**_pass_now(), "last_successful_attestation": int(time.time()) - 60}
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY, gate=kv.VerifierGate(lambda: stale, 10))
+    with pytest.raises(sc.Unattested, match="over the bound"):
+        client.prove_many(inputs(1))
+    assert client.status()["next_seq"] == 0 and client.status()["counts"]["accepted"] == 0
