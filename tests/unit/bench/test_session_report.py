@@ -119,5 +119,5 @@ def test_replot_refuses_a_missing_broken_or_foreign_report(
 
 def test_auth_cost_times_every_wire_and_the_reads_really_open() -> None:
     cost = bench.auth_cost_ms(repeat=3)
-    assert set(cost) == {"base_mode_request_ms", "psk_mode_request_ms", "authenticated_read_ms"}
+    assert set(cost) == {"base_mode_request_ms", "psk_mode_request_ms", "authenticated_read_ms", "lease_ms"}
     assert all(isinstance(v, float) and v > 0 for v in cost.values())

@@ -35,7 +35,17 @@ def run_prove(tmp_path: Path, extra: dict[str, object]) -> subprocess.CompletedP
             "prove_session_expected empty or one file per input",
         ),
         ({"prove_mode": "session", "prove_session_concurrency": 0}, "prove_session_concurrency >= 1"),
-        ({"prove_mode": "session", "prove_session_lifetime": 5}, "prove_session_lifetime >= 60"),
+        ({"prove_mode": "session", "prove_session_lifetime": 5}, "prove_session_lifetime 60 to 604800"),
+        (
+            {"prove_mode": "session", "prove_session_lifetime": 8 * 24 * 3600},
+            "prove_session_lifetime 60 to 604800 seconds (the TD's cap)",
+        ),
+        ({"prove_mode": "session", "prove_session_lease_s": 0}, "prove_session_lease_s 1 to 86400"),
+        ({"prove_mode": "session", "prove_session_lease_requests": 0}, "prove_session_lease_requests 1 to"),
+        (
+            {"prove_mode": "session", "prove_session_attestation_bound_s": 0},
+            "prove_session_attestation_bound_s >= 1",
+        ),
         ({"prove_mode": "batch"}, "prove_mode must be one of: job, session"),
         ({}, "job mode needs prove_input_file (the path of your private input JSON)"),
     ],
