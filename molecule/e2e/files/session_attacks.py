@@ -3,6 +3,7 @@
 
   session_attacks.py refusals --record R --vkey V --input IN [--max-bytes N]
   session_attacks.py crash    --record R --vkey V --input IN --kill-cmd 'ssh ... pkill ...'
+  session_attacks.py close    --record R --vkey V --input IN --guest-cmd 'ssh ... root@guest' --out DIR
 
 refusals: an oversized body, garbage, a request the host seals from the public values (session key, session
 id, next number) with a PSK of its own (inject), reads without the client's token (GET /session and
@@ -13,6 +14,9 @@ searched for the proof and the public signals. Prints {case: how it was refused}
 the client (one retry each) while the prover workers are killed as soon as one request is being proved; prints
 how many attempts each took and how often the workers were started. Both keep the record's next number.
 The record's credential (its PSK) is read from beside it, as bin/session-client reads it.
+close: a session of its own on the TD's current key (the activation written by root in the TD, where the
+Keylime payload leaves it), then the client's close; prints whether the TD wiped it (a new key published, the
+session not active) and what bin/session-client answers the next request with.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import dataclasses
 import http.client
 import json
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -229,16 +234,62 @@ def crash(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def close(args: argparse.Namespace) -> dict[str, Any]:
+    main_record = sc.SessionRecord.load(args.record)
+
+    def in_guest(command: str, stdin: str = "") -> str:
+        argv = [*shlex.split(args.guest_cmd), command]
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True).stdout.strip()
+
+    key = in_guest("cat /run/kit-td/session_x25519.pub")
+    lease_key, lease_public = ps.new_lease_key()
+    act = ps.make_activation(
+        key, secrets.token_bytes(32), 600, lease_key=lease_public, lease_requests=8, lease_s=300
+    )
+    in_guest("umask 077; cat > /run/kit-session/session.json", json.dumps(act.document()))
+    record = sc.SessionRecord(
+        url=main_record.url,
+        claims={**main_record.claims, "session_key": key},
+        nonce=act.nonce,
+        session_id=act.session_id,
+        session_key=key,
+        expires_at=act.expires_at,
+        psk=act.psk,
+        lease_key=lease_key,
+    )
+    client = sc.SessionClient(record, args.vkey)
+    active = bool(client.status()["active"])
+    client.close()
+    after = in_guest("cat /run/kit-td/session_x25519.pub")
+    args.out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = args.out / "closed.json"
+    record.save(path)
+    sc.write_credential(sc.credential_path(path), record.session_id, record.psk, record.lease_key)
+    argv = [sys.executable, str(Path(__file__).resolve().parents[3] / "bin" / "session-client"), "prove"]
+    argv += ["--record", str(path), "--no-verifier-check", "--vkey", str(args.vkey)]
+    argv += ["--input", str(args.input), "--out", str(args.out / "proofs")]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return {
+        "active_before": active,
+        "key_changed": after != key and len(after) == 44,
+        "next_rc": done.returncode,
+        "next_said": [line for line in done.stderr.splitlines() if "SESSION GONE" in line][-1:],
+        "proofs": sorted(p.name for p in (args.out / "proofs").glob("*")),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("refusals", "crash"))
+    parser.add_argument("mode", choices=("refusals", "crash", "close"))
     parser.add_argument("--record", required=True, type=Path)
     parser.add_argument("--vkey", required=True, type=Path)
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--max-bytes", type=int, default=ps.DEFAULT_MAX_REQUEST_BYTES)
     parser.add_argument("--kill-cmd", default="")
+    parser.add_argument("--guest-cmd", default="")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    result = refusals(args) if args.mode == "refusals" else crash(args)
+    result = {"refusals": refusals, "crash": crash, "close": close}[args.mode](args)
     print(json.dumps(result, sort_keys=True))
     return 0
 
