@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
-
-def run_prove(tmp_path: Path, extra: dict[str, object]) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "KIT_BUILD_DIR": str(tmp_path / "build"),
-    }
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(ROOT / "inventories" / "lab")]
-    argv += [str(ROOT / "playbooks" / "prove.yml"), "-e", json.dumps(extra)]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
+from tests.unit.playbooks import run_prove
 
 
 @pytest.mark.parametrize(

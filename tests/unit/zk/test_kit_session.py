@@ -27,6 +27,8 @@ from ansible_collections.teeproof.kit.plugins.module_utils import session_client
 from ansible_collections.teeproof.kit.plugins.module_utils import zk_prove
 from conftest import ROOT, SECRET_A, SECRET_B, valid_input
 
+from tests.unit.playbooks import run_prove
+
 LEASE_KEY, LEASE_PUB = ps.new_lease_key()
 LEASE: dict[str, Any] = {"lease_key": LEASE_PUB, "lease_requests": 1000, "lease_s": 3600}
 
@@ -596,3 +598,31 @@ def test_nothing_is_sent_when_the_verifier_does_not_vouch(lab: Lab, circuit_dir:
     with pytest.raises(sc.Unattested, match="over the bound"):
         client.prove_many(inputs(1))
     assert client.status()["next_seq"] == 0 and client.status()["counts"]["accepted"] == 0
+
+
+def test_a_job_is_refused_while_the_clients_session_is_live_or_closes_it_when_told(
+    lab: Lab, nonce: bytes, tmp_path: Path
+) -> None:
+    """A job restarts the TD's agent, which would end the session: prove.yml asks the TD (sealed with the
+    session's credential) and refuses, or with prove_end_session=true closes the session first."""
+    lab.start("--workers", "1")
+    record = lab.activate(nonce)
+    session_dir = tmp_path / "prove" / "session"
+    session_dir.mkdir(parents=True)
+    record.save(session_dir / "session.json")
+    sc.write_credential(session_dir / "session.psk.json", record.session_id, record.psk, record.lease_key)
+    vkey = tmp_path / "build" / "zk" / "semaphore20" / "verification_key.json"
+    vkey.parent.mkdir(parents=True)
+    vkey.write_text("{}")
+    (tmp_path / "in.json").write_text(json.dumps(valid_input()))
+    job = {"prove_input_file": str(tmp_path / "in.json"), "prove_session_dir": str(session_dir)}
+    done = run_prove(tmp_path, job)
+    out = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode != 0 and "a session of this client is live on the TD" in out, out[-3000:]
+    assert lab.session_key() == record.session_key  # untouched
+    done = run_prove(tmp_path, {**job, "prove_end_session": True})
+    out = " ".join((done.stdout + done.stderr).split())
+    assert "a session of this client is live" not in out, out[-3000:]
+    assert lab.session_key() != record.session_key and "closed by its client" in lab.log.read_text()
+    assert not (session_dir / "session.psk.json").exists()
+    assert str(SECRET_A) not in out
