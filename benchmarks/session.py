@@ -44,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from ansible_collections.teeproof.kit.plugins.module_utils import keylime_verifier as kv  # noqa: E402
 from ansible_collections.teeproof.kit.plugins.module_utils import prover_session as ps  # noqa: E402
 from ansible_collections.teeproof.kit.plugins.module_utils import session_client as sc  # noqa: E402
 from ansible_collections.teeproof.kit.plugins.module_utils import zk_prove  # noqa: E402
@@ -467,13 +468,20 @@ def auth_cost_ms(repeat: int = 200) -> dict[str, float]:
     }
 
 
+def _verifier_says_pass() -> dict[str, Any]:
+    return {"operational_state": 3, "attestation_count": 1, "last_successful_attestation": int(time.time())}
+
+
 def host_session(
     circuit: Path, pairs: list[tuple[Path, Path]], work: Path, n: int, workers: int
 ) -> dict[str, Any]:
     service = HostService(work / f"svc-{n}-{workers}", circuit, workers)
     try:
         record = service.activate()
-        client = sc.SessionClient(record, circuit / zk_prove.VKEY)
+        # As the lab's client: every call asks a verifier (here one in memory, always PASS now; a real one is
+        # a mutual-TLS GET every few seconds, not per call) and carries a new lease the service takes.
+        gate = kv.VerifierGate(fetch=_verifier_says_pass, bound_s=10)
+        client = sc.SessionClient(record, circuit / zk_prove.VKEY, gate=gate)
         jobs = [
             (
                 f"{i:03d}",
