@@ -626,3 +626,17 @@ def test_a_job_is_refused_while_the_clients_session_is_live_or_closes_it_when_to
     assert lab.session_key() != record.session_key and "closed by its client" in lab.log.read_text()
     assert not (session_dir / "session.psk.json").exists()
     assert str(SECRET_A) not in out
+
+
+def test_the_service_wipes_a_session_whose_lifetime_is_over(
+    lab: Lab, circuit_dir: Path, nonce: bytes
+) -> None:
+    lab.start("--workers", "1")
+    record = lab.activate(nonce, lifetime=2)
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY)
+    assert client.status()["active"]
+    deadline = time.monotonic() + 30
+    while lab.session_key() == record.session_key and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lab.session_key() != record.session_key
+    assert "ended, its lifetime is over" in lab.log.read_text()
