@@ -514,6 +514,8 @@ class SessionClient:
         if concurrency < 1:
             raise SessionClientError("concurrency", "must be at least 1")
         say = on_progress or (lambda _m: None)
+        if self.gate is not None:  # the verifier first: it speaks for the TD before the TD's own answers
+            self.gate.check()
         state = self.status()
         # A client that lost count (killed before it saved its record) moves on to the service's next number.
         # The host could only lie upwards, which costs refusals, never a proof.

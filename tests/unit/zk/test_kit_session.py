@@ -640,3 +640,16 @@ def test_the_service_wipes_a_session_whose_lifetime_is_over(
         time.sleep(0.2)
     assert lab.session_key() != record.session_key
     assert "ended, its lifetime is over" in lab.log.read_text()
+
+
+def test_the_verifier_is_asked_before_the_td(lab: Lab, circuit_dir: Path, nonce: bytes) -> None:
+    """A revoked TD's service is gone, and its verifier says FAIL: the client names the verifier's verdict."""
+    lab.start("--workers", "1")
+    record = lab.activate(nonce)
+    assert lab.stop() == 0
+    failed = {**_pass_now(), "operational_state": 9}
+    client = sc.SessionClient(record, circuit_dir / zk_prove.VKEY, gate=kv.VerifierGate(lambda: failed, 10))
+    with pytest.raises(sc.Unattested, match="not Get Quote"):
+        client.prove_many(inputs(1))
+    with pytest.raises(sc.SessionGone):
+        sc.SessionClient(record, circuit_dir / zk_prove.VKEY).prove_many(inputs(1))
