@@ -18,6 +18,20 @@ LIST = re.compile(r"Agent list from [^\n]* retrieved: \n")
 ABSENT = re.compile(r"does not exist on|does not have agent|Agent [0-9A-Za-z._-]+ does not exist")
 FAILED_STATES = ("Invalid Quote", "Failed", "Tenant Quote Failed", "Terminated")
 PASS_STATE = "Get Quote"
+# The verifier's REST API gives the state as its code (keylime.common.states); the tenant prints its name.
+STATE_NAMES = {
+    0: "Registered",
+    1: "Start",
+    2: "Saved",
+    3: "Get Quote",
+    4: "Get Quote (retry)",
+    5: "Provide V",
+    6: "Provide V (retry)",
+    7: "Failed",
+    8: "Terminated",
+    9: "Invalid Quote",
+    10: "Tenant Quote Failed",
+}
 SECRET_FIELDS = ("v",)
 
 
@@ -32,12 +46,21 @@ class AgentStatus:
 
     @property
     def operational_state(self) -> str:
-        return str(self.record.get("operational_state", ""))
+        state = self.record.get("operational_state", "")
+        return STATE_NAMES.get(state, str(state)) if isinstance(state, int) else str(state)
 
     @property
     def attestation_count(self) -> int:
         try:
             return int(self.record.get("attestation_count", 0))
+        except (TypeError, ValueError):
+            return 0
+
+    @property
+    def last_successful_attestation(self) -> int:
+        """When the verifier last accepted a quote (its clock, unix seconds; 0: never or not given)."""
+        try:
+            return int(self.record.get("last_successful_attestation", 0))
         except (TypeError, ValueError):
             return 0
 

@@ -4,7 +4,7 @@ The session client calls this before it sends anything to a TD (``VerifierGate``
 the verifier's revocation, or cuts the verifier's quotes, stops the client within ``bound_s``: it sends only
 while the verifier's record says ``Get Quote`` with at least one attestation, and its
 ``last_successful_attestation`` (the verifier's clock, which is trusted; the host sets neither it nor the
-client's) is at most ``bound_s`` old. ``Get Quote Retry`` (the verifier cannot reach the agent) does not pass,
+client's) is at most ``bound_s`` old. ``Get Quote (retry)`` (the verifier cannot reach the agent) does not pass,
 although Keylime's own ``attestation_status`` calls it PASS.
 
 The record comes from the verifier's REST API over mutual TLS (``GET /v{API}/agents/{uuid}``), with the
@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.teeproof.kit.plugins.module_utils import keylime_status
+
 API_VERSION = "2.3"  # served by the 7.x verifiers the kit deploys (7.14.3 serves 2.0-2.6)
-PASS_STATES = (3, "Get Quote")  # keylime.common.states.GET_QUOTE
 DEFAULT_TIMEOUT_S = 10.0
 
 
@@ -106,13 +107,6 @@ def fetch_record(access: VerifierAccess, timeout: float = DEFAULT_TIMEOUT_S) -> 
     return results
 
 
-def _int(value: object) -> int:
-    try:
-        return int(value)  # type: ignore[call-overload, no-any-return]
-    except (TypeError, ValueError):
-        return 0
-
-
 @dataclass
 class VerifierGate:
     """May the client send now? Asks the verifier only when the last PASS it knows is past ``bound_s``."""
@@ -128,12 +122,14 @@ class VerifierGate:
         if self.attested_at and self.clock() - self.attested_at <= self.bound_s:
             return self.attested_at
         self.fetches += 1
-        record = self.fetch()
-        state = record.get("operational_state")
-        last = _int(record.get("last_successful_attestation"))
-        if state not in PASS_STATES or _int(record.get("attestation_count")) < 1:
+        status = keylime_status.AgentStatus(True, dict(self.fetch()))
+        if status.verdict() != "pass":  # Get Quote, with at least one attestation
             self.attested_at = 0
-            raise Unattested(f"the verifier's state for the agent is {state!r}, not Get Quote")
+            raise Unattested(
+                f"the verifier's state for the agent is {status.operational_state!r} "
+                f"({status.attestation_count} attestations), not Get Quote"
+            )
+        last = status.last_successful_attestation
         age = self.clock() - last
         if age > self.bound_s:
             self.attested_at = 0

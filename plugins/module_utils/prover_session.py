@@ -477,13 +477,7 @@ class Activation:
 
 
 def _check_lifetime(lifetime_s: object, where: str) -> int:
-    if (
-        isinstance(lifetime_s, bool)
-        or not isinstance(lifetime_s, int)
-        or not 1 <= lifetime_s <= MAX_SESSION_SECONDS
-    ):
-        raise SessionError(where, f"must be 1..{MAX_SESSION_SECONDS} seconds, not {lifetime_s}")
-    return lifetime_s
+    return _check_range(lifetime_s, MAX_SESSION_SECONDS, where, "seconds")
 
 
 def _check_range(value: object, top: int, where: str, unit: str) -> int:

@@ -141,12 +141,12 @@ class SessionRecord:
         record.psk, record.lease_key = read_credential(credential or credential_path(path), record.session_id)
         return record
 
-    def gate(self, bound_s: float | None = None) -> kv.VerifierGate | None:
+    def gate(self) -> kv.VerifierGate | None:
         """The verifier check the record names (None when it names no verifier)."""
         if not self.verifier:
             return None
         access = kv.VerifierAccess.from_document(self.verifier)
-        bound = float(bound_s if bound_s is not None else self.verifier.get("bound_s", 0) or 0)
+        bound = float(self.verifier.get("bound_s", 0) or 0)
         if bound <= 0:
             raise SessionClientError("record", "the record's verifier access has no bound_s")
         return kv.VerifierGate(fetch=lambda: kv.fetch_record(access), bound_s=bound)
@@ -388,11 +388,12 @@ class SessionClient:
     def _get(self, path: str) -> tuple[int, dict[str, Any]]:
         return self._read("GET", path)
 
-    def status(self) -> dict[str, Any]:
-        """The service must hold the attested key and the activated session, not expired."""
+    def status(self, lease: bool = False) -> dict[str, Any]:
+        """The service must hold the attested key and the activated session, not expired. With ``lease``, the
+        verifier is asked first and the read carries a new lease (it renews the TD's)."""
         if self.clock() >= self.record.expires_at:
             raise SessionGone("the session has expired; attest again")
-        code, doc = self._read("GET", "/session", lease=False)
+        code, doc = self._read("GET", "/session", lease=lease)
         if code != 200:
             raise SessionGone(f"GET /session answered {code} ({doc.get('error', 'no reason')})")
         if doc.get("session_key") != self.record.session_key:
@@ -403,13 +404,6 @@ class SessionClient:
         held = doc.get("lease", {}).get("counter") if isinstance(doc.get("lease"), dict) else None
         if isinstance(held, int) and held > self.record.lease_counter:
             self.record.lease_counter = held
-        return doc
-
-    def renew(self) -> dict[str, Any]:
-        """Ask the verifier, then send the TD a new lease (with a read of the session's state)."""
-        code, doc = self._read("GET", "/session")
-        if code != 200:
-            raise SessionGone(f"GET /session answered {code} ({doc.get('error', 'no reason')})")
         return doc
 
     def close(self) -> None:

@@ -44,7 +44,7 @@ def test_the_gate_passes_a_recent_pass_and_asks_again_only_past_the_bound() -> N
     ("answer", "message"),
     [
         (record(last=990), "passed 12 s ago, over the bound of 4 s"),  # quotes cut, revocation dropped
-        (record(state=4), "not Get Quote"),  # Get Quote Retry: the verifier cannot reach the agent
+        (record(state=4), "not Get Quote"),  # Get Quote (retry): the verifier cannot reach the agent
         (record(state="Invalid Quote"), "not Get Quote"),
         (record(state=9), "not Get Quote"),
         (record(count=0), "not Get Quote"),  # no attestation passed yet

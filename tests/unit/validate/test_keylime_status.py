@@ -116,3 +116,15 @@ def test_agent_list(text: str, uuids: list[str]) -> None:
 def test_agent_list_errors(text: str) -> None:
     with pytest.raises(StatusError):
         parse_list(text)
+
+
+def test_the_verifiers_api_gives_state_codes_read_as_the_tenants_names() -> None:
+    """GET /agents/UUID gives operational_state as keylime.common.states' code; the tenant prints its name."""
+    assert AgentStatus(True, {"operational_state": 3, "attestation_count": 2}).verdict() == "pass"
+    assert AgentStatus(True, {"operational_state": 3, "attestation_count": 0}).verdict() == "pending"
+    assert AgentStatus(True, {"operational_state": 4, "attestation_count": 2}).verdict() == "pending"
+    for failed in (7, 8, 9, 10):
+        assert AgentStatus(True, {"operational_state": failed}).verdict() == "fail"
+    assert AgentStatus(True, {"operational_state": 4}).operational_state == "Get Quote (retry)"
+    assert AgentStatus(True, {"operational_state": 99}).operational_state == "99"
+    assert AgentStatus(True, {"last_successful_attestation": "x"}).last_successful_attestation == 0
