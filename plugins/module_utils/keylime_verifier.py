@@ -4,8 +4,8 @@ The session client calls this before it sends anything to a TD (``VerifierGate``
 the verifier's revocation, or cuts the verifier's quotes, stops the client within ``bound_s``: it sends only
 while the verifier's record says ``Get Quote`` with at least one attestation, and its
 ``last_successful_attestation`` (the verifier's clock, which is trusted; the host sets neither it nor the
-client's) is at most ``bound_s`` old. ``Get Quote (retry)`` (the verifier cannot reach the agent) does not pass,
-although Keylime's own ``attestation_status`` calls it PASS.
+client's) is at most ``bound_s`` old. ``Get Quote (retry)`` (the verifier cannot reach the agent) does not
+pass, although Keylime's own ``attestation_status`` calls it PASS.
 
 The record comes from the verifier's REST API over mutual TLS (``GET /v{API}/agents/{uuid}``), with the
 verifier's CA, a client certificate of that CA, and the verifier's server certificate pinned: the kit's CA
