@@ -45,6 +45,7 @@ REQUIRED = [
     "/etc/systemd/system/multi-user.target.wants/kit-session.service",
     "/opt/zk-prover/lib/kit_session.py",
     "/opt/zk-prover/lib/prover_session.py",
+    "/opt/zk-prover/lib/sealed_job.py",
     "/etc/default/tdx-get-quote",
     "/etc/tee-proof-kit/image.json",
     "/usr/bin/tpm2_pcrread",

@@ -148,13 +148,13 @@ class SessionError(ValueError):
         self.field = where
 
 
-def _suite() -> Any:
+def hpke_suite() -> Any:
     from pyhpke import AEADId, CipherSuite, KDFId, KEMId
 
     return CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305)
 
 
-def _kem_key(key: Any) -> Any:
+def hpke_kem_key(key: Any) -> Any:
     from pyhpke import KEMKey
 
     return KEMKey.from_pyca_cryptography_key(key)
@@ -165,8 +165,8 @@ def _seal(
 ) -> tuple[bytes, bytes]:
     """HPKE PSK mode to the session key: (enc || ciphertext, the response key this context exports)."""
     check_psk(psk)
-    enc, ctx = _suite().create_sender_context(
-        _kem_key(parse_session_key(session_key)), info, psk=psk, psk_id=session_id.encode()
+    enc, ctx = hpke_suite().create_sender_context(
+        hpke_kem_key(parse_session_key(session_key)), info, psk=psk, psk_id=session_id.encode()
     )
     return enc + ctx.seal(plaintext), ctx.export(RESPONSE_LABEL, 32)
 
@@ -174,8 +174,8 @@ def _seal(
 def _open(private_key: Any, info: bytes, sealed: bytes, psk: bytes, session_id: str) -> tuple[bytes, bytes]:
     """The plaintext and the response key; raises ValueError when it does not open."""
     try:
-        ctx = _suite().create_recipient_context(
-            sealed[:32], _kem_key(private_key), info, psk=psk, psk_id=session_id.encode()
+        ctx = hpke_suite().create_recipient_context(
+            sealed[:32], hpke_kem_key(private_key), info, psk=psk, psk_id=session_id.encode()
         )
         return ctx.open(sealed[32:]), ctx.export(RESPONSE_LABEL, 32)
     except Exception:  # OpenError, a bad point: wrong key or PSK, changed bytes, header moved

@@ -44,8 +44,10 @@ CLAIMS_VERSION = 2
 RECEIPT_VERSION = 1
 AGENT_FIELDS = ("uuid", "ek_tpm", "aik_tpm", "mtls_cert")
 CLAIM_FIELDS = ("kit_claims", "agent", "agent_ca_sha256", "ssh_host_key", "receipt_key", "image_id_sha256")
-# Present only while the TD's session service runs (session mode, prover_session.py): its X25519 public key.
-OPTIONAL_CLAIM_FIELDS = ("session_key",)
+# X25519 public keys present only while they exist: the TD's session service's (while it runs, session mode)
+# and the job key a quote for a job makes (tdx-get-quote --job-key), which the client seals the job's input to
+# (prover_session.seal_job); the TD keeps its private half only until the job's payload opens it.
+OPTIONAL_CLAIM_FIELDS = ("session_key", "job_key")
 RECEIPT_FIELDS = (
     "kit_receipt",
     "proof_sha256",
@@ -153,6 +155,7 @@ class Claims:
     receipt_key: str
     image_id_sha256: str
     session_key: str | None = None
+    job_key: str | None = None
 
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -170,7 +173,17 @@ class Claims:
         }
         if self.session_key is not None:
             doc["session_key"] = self.session_key
+        if self.job_key is not None:
+            doc["job_key"] = self.job_key
         return doc
+
+
+def new_x25519_key() -> tuple[bytes, str]:
+    """A fresh X25519 key: its raw private bytes and its public half as a claim (base64 of 32 bytes)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    key = X25519PrivateKey.generate()
+    return key.private_bytes_raw(), base64.b64encode(key.public_key().public_bytes_raw()).decode()
 
 
 def parse_claims(doc: Any) -> Claims:
@@ -187,9 +200,10 @@ def parse_claims(doc: Any) -> Claims:
     unknown = sorted(set(doc) - set(CLAIM_FIELDS) - set(OPTIONAL_CLAIM_FIELDS))
     if unknown:
         raise ClaimsError("claims", f"unknown claim(s) {', '.join(unknown)}")
-    session_key = doc.get("session_key")
-    if "session_key" in doc and not (isinstance(session_key, str) and _X25519.fullmatch(session_key)):
-        raise ClaimsError("session_key", "not a base64 X25519 public key (32 bytes)")
+    for name in OPTIONAL_CLAIM_FIELDS:
+        value = doc.get(name)
+        if name in doc and not (isinstance(value, str) and _X25519.fullmatch(value)):
+            raise ClaimsError(name, "not a base64 X25519 public key (32 bytes)")
     if doc.get("kit_claims") != CLAIMS_VERSION:
         raise ClaimsError("kit_claims", f"version must be {CLAIMS_VERSION}, not {doc.get('kit_claims')!r}")
     agent = doc.get("agent")
@@ -213,7 +227,8 @@ def parse_claims(doc: Any) -> Claims:
         ssh_host_key=_text("ssh_host_key", doc.get("ssh_host_key"), _ED25519, "an ssh-ed25519 public key"),
         receipt_key=_text("receipt_key", doc.get("receipt_key"), _ED25519, "an ssh-ed25519 public key"),
         image_id_sha256=_text("image_id_sha256", doc.get("image_id_sha256"), _HEX64, "64 hex digits"),
-        session_key=session_key,
+        session_key=doc.get("session_key"),
+        job_key=doc.get("job_key"),
     )
 
 

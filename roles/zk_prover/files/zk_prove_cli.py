@@ -5,16 +5,24 @@
   zk-prove backend NAME prove ZKEY WTNS PROOF_JSON PUBLIC_JSON [--vkey VKEY]
   zk-prove verify VKEY PUBLIC_JSON PROOF_JSON [--verifier ...]
   zk-prove backends
+  zk-prove open-job --sealed SEALED --key KEY --out DIR
 
 The logic is the library ``zk_prove`` (plugins/module_utils/zk_prove.py), which the role installs beside this
 file; Python puts this file's folder first on the import path, so that is the one imported. The tests run this
 very file with the library beside it, as the guest does. Never prints the input; exits with the library's
 exit codes and leaves no proof unless it verified.
+
+``open-job`` opens a job sealed to this TD's job key (SEALED: base64, sealed_job.py beside this file; KEY: the
+private half, base64): it deletes KEY first
+(one use, whatever follows), then writes DIR/input.json (the input's bytes) and DIR/job.json (the nonce and
+the commit key), both 0600, and deletes SEALED. A job that does not open exits 3 (input) and writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import os
 import sys
@@ -83,7 +91,43 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--verifier", default="auto", choices=("auto", "groth16py", "snarkjs"))
 
     sub.add_parser("backends", help="list the backends and whether each can run here")
+
+    job = sub.add_parser("open-job", help="open a job sealed to this TD's job key (the key is deleted first)")
+    job.add_argument("--sealed", required=True, type=Path, help="the sealed job (deleted once opened)")
+    job.add_argument("--key", required=True, type=Path, help="the job key's private half (deleted first)")
+    job.add_argument("--out", required=True, type=Path, help="folder for input.json and job.json")
     return parser
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def open_job(sealed: Path, key: Path, out: Path) -> None:
+    """The sealed job's input and job files in out; InputError when it does not open (nothing written)."""
+    sys.path.append(os.environ.get("KIT_GUEST_LIB", "/usr/local/lib/tee-proof-kit"))
+    import sealed_job
+
+    try:
+        text = key.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(
+            "job_key", f"no job key at {key} ({exc}): the TD drew none for this job, or it was used"
+        ) from None
+    finally:
+        key.unlink(missing_ok=True)
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+        job = sealed_job.open_sealed(
+            raw, base64.b64decode(sealed.read_text(encoding="ascii").strip(), validate=True)
+        )
+    except (OSError, binascii.Error, ValueError) as exc:
+        raise InputError("sealed_job", f"the sealed job does not open ({exc})") from None
+    _write_private(out / "input.json", job.input)
+    _write_private(out / "job.json", (json.dumps(job.job_document()) + "\n").encode())
+    sealed.unlink(missing_ok=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "verify":
             used = verify_proof(args.vkey, args.proof_json, args.public_json, args.verifier, tools)
             print(f"OK ({used})")
+        elif args.command == "open-job":
+            open_job(args.sealed, args.key, args.out)
         elif args.command == "backends":
             for name in BACKENDS:
                 ok, why = backend_available(name, tools)

@@ -82,17 +82,17 @@ def test_hpke_psk_mode_is_rfc9180_a_2_2() -> None:
 
     v = {k: bytes.fromhex(x) for k, x in RFC9180_A22.items()}
     eph = X25519PrivateKey.from_private_bytes(v["skEm"])
-    eks = KEMKeyPair(ps._kem_key(eph), ps._kem_key(eph.public_key()))
+    eks = KEMKeyPair(ps.hpke_kem_key(eph), ps.hpke_kem_key(eph.public_key()))
     recipient = X25519PrivateKey.from_private_bytes(v["skRm"])
     assert recipient.public_key().public_bytes_raw() == v["pkRm"]
-    enc, sender = ps._suite().create_sender_context(
-        ps._kem_key(recipient.public_key()), v["info"], psk=v["psk"], psk_id=v["psk_id"], eks=eks
+    enc, sender = ps.hpke_suite().create_sender_context(
+        ps.hpke_kem_key(recipient.public_key()), v["info"], psk=v["psk"], psk_id=v["psk_id"], eks=eks
     )
     assert enc == v["enc"]
     assert sender.seal(v["pt"], v["aad0"]) == v["ct0"] and sender.seal(v["pt"], v["aad1"]) == v["ct1"]
     assert sender.export(b"TestContext", 32) == v["export_TestContext"]
-    opened = ps._suite().create_recipient_context(
-        v["enc"], ps._kem_key(recipient), v["info"], psk=v["psk"], psk_id=v["psk_id"]
+    opened = ps.hpke_suite().create_recipient_context(
+        v["enc"], ps.hpke_kem_key(recipient), v["info"], psk=v["psk"], psk_id=v["psk_id"]
     )
     assert opened.open(v["ct0"], v["aad0"]) == v["pt"]
     assert opened.export(b"TestContext", 32) == v["export_TestContext"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -146,6 +148,26 @@ def test_missing_boot_key_or_identity_is_named(
     guest["identity"].unlink()
     with pytest.raises(quote.ClaimsUnavailable, match="no registered Keylime agent"):
         quote.live_claims()
+
+
+def test_a_quote_for_a_job_claims_a_fresh_job_key_and_a_later_quote_drops_it(guest: dict[str, Any]) -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    _wait_cmdline(guest["agent"].pid)
+    key = guest["keys"] / "job_x25519.key"
+    first = _quote(guest, "claims", "--job-key")
+    assert first.returncode == 0, first.stderr
+    claimed = td_claims.parse_claims(first.stdout).job_key
+    raw = base64.b64decode(key.read_text().strip())
+    public = X25519PrivateKey.from_private_bytes(raw).public_key().public_bytes_raw()
+    assert claimed == base64.b64encode(public).decode()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    second = _quote(guest, "claims", "--job-key")
+    assert td_claims.parse_claims(second.stdout).job_key not in (None, claimed)
+    # a quote without --job-key (here it fails for want of a provider) names no job key, and none is left
+    assert _quote(guest, "--nonce", "00" * 32).returncode == 2
+    assert not key.exists() and not key.with_suffix(".pub").exists()
+    assert td_claims.parse_claims(_quote(guest, "claims").stdout).job_key is None
 
 
 def test_without_tsm_or_provider_there_is_no_quote(guest: dict[str, Any]) -> None:

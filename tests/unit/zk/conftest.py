@@ -19,11 +19,13 @@ MULTIPLIER_INCLUDES = [ROOT / "circuits" / "test" / "lib"]
 
 
 def _guest_lib() -> Path:
-    """The guest's layout (roles/zk_prover): zk_prove_cli.py with its library zk_prove.py beside it."""
+    """The guest's layout (roles/zk_prover): zk_prove_cli.py with its libraries beside it (td_claims.py is in
+    the guest's other library folder, KIT_GUEST_LIB)."""
     lib = Path(tempfile.mkdtemp(prefix="kit-zk-lib-"))
     atexit.register(shutil.rmtree, lib, True)
     shutil.copy2(ROOT / "roles" / "zk_prover" / "files" / "zk_prove_cli.py", lib)
-    shutil.copy2(ROOT / "plugins" / "module_utils" / "zk_prove.py", lib)
+    for name in ("zk_prove.py", "prover_session.py", "sealed_job.py"):
+        shutil.copy2(ROOT / "plugins" / "module_utils" / name, lib)
     return lib
 
 
