@@ -204,7 +204,7 @@ def test_mrtd_of_debian_ovmf_inteltdx_if_present() -> None:
 def _guest() -> Any:
     from tests.unit.programs import load_program
 
-    # the guest's library folder holds td_claims.py (in the kit: plugins/module_utils), whichever test runs first
+    # the guest's library folder holds td_claims.py (the kit's plugins/module_utils), whatever ran before
     os.environ.setdefault("KIT_GUEST_LIB", str(ROOT / "plugins" / "module_utils"))
     return load_program(ROOT / "roles" / "tdx_quote_service" / "files" / "tdx-get-quote", "tdx_get_quote")
 
