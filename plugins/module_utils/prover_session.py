@@ -678,10 +678,13 @@ class SessionState:
             )
         return envelope, self._lease_or_refuse(lease)
 
-    def open(self, raw: bytes, lease: str | None = None) -> Request:
+    def open(
+        self, raw: bytes, lease: str | None = None, checked: tuple[Envelope, Lease | None] | None = None
+    ) -> Request:
         """Check, then decrypt; advance the sequence number (and take the lease) only for a request that
-        decrypts."""
-        envelope, new_lease = self.check_header(raw, lease)
+        decrypts. ``checked``: what check_header just returned for the same raw and lease, under the same
+        lock (the lease's signature is then not verified twice)."""
+        envelope, new_lease = checked or self.check_header(raw, lease)
         activation = self.activation
         if activation is None:  # check_header refused it already; this tells the type checker
             raise SessionRefused("not_active", "this service has no attested session")

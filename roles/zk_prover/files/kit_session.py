@@ -243,13 +243,13 @@ class Service:
         with self.lock:
             self._activate_from_file()
             try:
-                self.state.check_header(raw, lease)
+                checked = self.state.check_header(raw, lease)
                 if self.queue.full():
                     raise ps.SessionRefused(
                         "busy", f"{self.queue.maxsize} requests are queued; send it again later"
                     )
                 t = time.perf_counter()
-                request = self.state.open(raw, lease)
+                request = self.state.open(raw, lease, checked)
                 open_ms = (time.perf_counter() - t) * 1e3
             except ps.SessionRefused as exc:
                 self.counts["refused"] += 1
