@@ -26,6 +26,8 @@ the text of a config-flags, action or IPL event); they make refusals readable an
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import struct
 from collections.abc import Mapping, Sequence
@@ -216,3 +218,55 @@ def check(log: bytes, quote_rtmrs: Sequence[bytes], reference: Any) -> dict[str,
     if difference is not None:
         raise difference
     return {"rtmr0_events": len(want), "shape": shape, "replayed": [r.hex() for r in replayed]}
+
+
+# ------------------------------------------------------------------------------ the lab (SIMULATED)
+# No TDX firmware runs under TCG, so the lab's SIMULATED provider, the stand-in for the TDX module, also
+# stands in for TDVF: it writes the RTMR0 events a TDVF would for the launch it is given - the TD HOB for the
+# VM shape (memory, vCPUs), the configuration volume of the pinned firmware, a separator, QEMU's own ACPI
+# tables for that shape, and one more ACPI table for each -acpitable the host adds - and quotes the RTMR0
+# they replay to.
+# The digests are the simulator's own (labelled SIMULATED); the checks that read them are the real ones.
+SIMULATED_SHAPE_KEYS = ("memory_mib", "smp")
+
+
+def _described(text: bytes) -> bytes:
+    return bytes([len(text)]) + text
+
+
+def simulated_shape(memory_mib: int, smp: int) -> dict[str, Any]:
+    return {"simulated": "lab stand-in for TDVF (SIMULATED TDX)", "memory_mib": memory_mib, "smp": smp}
+
+
+def simulated_rtmr0_events(
+    shape: Mapping[str, Any], firmware: bytes, acpi_tables: Sequence[bytes] = ()
+) -> list[tdx_measure.LogEntry]:
+    """SIMULATED: the RTMR0 events of a lab launch of this shape and firmware, with these extra tables."""
+    missing = [k for k in SIMULATED_SHAPE_KEYS if k not in shape]
+    if missing:
+        raise Rtmr0Error("reference", f"the VM shape lacks {', '.join(missing)}")
+    doc = json.dumps({k: shape[k] for k in SIMULATED_SHAPE_KEYS}, sort_keys=True).encode()
+    separator = b"\x00\x00\x00\x00"
+    events: list[tdx_measure.LogEntry] = [
+        (1, tdx_measure.EV_EFI_HANDOFF_TABLES2, _described(b"TdxTable"), _sha384(b"SIMULATED TD HOB " + doc)),
+        (
+            1,
+            tdx_measure.EV_EFI_PLATFORM_FIRMWARE_BLOB2,
+            _described(b"Fv(CFV)"),
+            _sha384(b"SIMULATED CFV " + firmware),
+        ),
+        (1, tdx_measure.EV_SEPARATOR, separator, _sha384(separator)),
+        (1, tdx_measure.EV_PLATFORM_CONFIG_FLAGS, b"ACPI DATA", _sha384(b"SIMULATED QEMU ACPI " + doc)),
+    ]
+    events += [(1, tdx_measure.EV_PLATFORM_CONFIG_FLAGS, b"ACPI DATA", _sha384(t)) for t in acpi_tables]
+    return events
+
+
+def simulated_reference(memory_mib: int, smp: int, firmware: bytes) -> dict[str, Any]:
+    """The lab's RTMR0 reference for a shape, as the SIMULATED provider measures it (no extra table)."""
+    shape = simulated_shape(memory_mib, smp)
+    return record(tdx_measure.write_event_log(simulated_rtmr0_events(shape, firmware)), shape)
+
+
+def _sha384(data: bytes) -> bytes:
+    return hashlib.sha384(data).digest()

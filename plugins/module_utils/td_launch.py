@@ -147,6 +147,8 @@ class LaunchSpec:
             self.cmdline,
             self.firmware,
             self.kit_root,
+            self.memory_mib,
+            self.smp,
         )
 
     def disk(self) -> tuple[Path, str]:
@@ -302,10 +304,21 @@ class ProviderSpec:
     cmdline: str
     firmware: str = ""
     kit_root: str = ""
+    # The VM shape its SIMULATED RTMR0 events are written for (rtmr0_reference): the launch's.
+    memory_mib: int = 2048
+    smp: int = 2
 
     @classmethod
     def for_image(
-        cls, state_dir: str, run_dir: str, image_dir: str, cmdline: str, firmware: str, kit_root: str
+        cls,
+        state_dir: str,
+        run_dir: str,
+        image_dir: str,
+        cmdline: str,
+        firmware: str,
+        kit_root: str,
+        memory_mib: int = 2048,
+        smp: int = 2,
     ) -> ProviderSpec:
         """The provider of a launch of the image in ``image_dir`` (its vmlinuz and initrd.img)."""
         image = Path(image_dir)
@@ -317,6 +330,8 @@ class ProviderSpec:
             cmdline=cmdline,
             firmware=firmware,
             kit_root=kit_root,
+            memory_mib=memory_mib,
+            smp=smp,
         )
 
     @property
@@ -340,6 +355,10 @@ class ProviderSpec:
             str(provider_socket(Path(self.run_dir))),
             "--token-file",
             str(provider_token(Path(self.run_dir))),
+            "--memory-mib",
+            str(self.memory_mib),
+            "--smp",
+            str(self.smp),
         ]
         if self.firmware:
             argv += ["--firmware", self.firmware]

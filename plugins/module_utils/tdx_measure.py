@@ -156,6 +156,37 @@ def replay_log(log: bytes) -> list[bytes]:
     return replay(parse_event_log(log))
 
 
+# One measured event to write: (CC MR index 1..4, event type, event data, its SHA-384 digest).
+LogEntry = tuple[int, int, bytes, bytes]
+EV_SEPARATOR = 0x00000004
+EV_IPL = 0x0000000D
+EV_PLATFORM_CONFIG_FLAGS = 0x0000000A
+EV_EFI_BOOT_SERVICES_APPLICATION = 0x80000003
+EV_EFI_ACTION = 0x80000007
+EV_EFI_PLATFORM_FIRMWARE_BLOB2 = 0x8000000A
+EV_EFI_HANDOFF_TABLES2 = 0x8000000B
+
+
+def _spec_id_event() -> bytes:
+    """The 'Spec ID Event03' header data, SHA-384 only (TCG PC Client platform firmware profile)."""
+    head = b"Spec ID Event03\x00" + struct.pack("<IBBBB", 0, 0, 2, 0, 2)
+    return head + struct.pack("<IHH", 1, TPM_ALG_SHA384, 48) + b"\x00"
+
+
+def write_event_log(entries: list[LogEntry]) -> bytes:
+    """A CC event log in the TCG2 crypto-agile format, SHA-384 only, that parse_event_log reads back."""
+    spec = _spec_id_event()
+    out = [struct.pack("<II", 0, EV_NO_ACTION), bytes(20), struct.pack("<I", len(spec)), spec]
+    for mr_index, event_type, data, digest in entries:
+        if not 1 <= mr_index <= RTMR_COUNT or len(digest) != 48:
+            raise EventLogError(
+                f"cannot write an event for MR index {mr_index} with a {len(digest)}-byte digest"
+            )
+        out += [struct.pack("<IIIH", mr_index, event_type, 1, TPM_ALG_SHA384), digest]
+        out += [struct.pack("<I", len(data)), data]
+    return b"".join(out)
+
+
 def event_summary(event: Event) -> dict[str, object]:
     digest = event.digests.get(TPM_ALG_SHA384)
     return {
@@ -456,6 +487,20 @@ def rtmr2_direct_boot(cmdline: str, initrd: bytes | None) -> bytes:
     if initrd is not None:
         events.append(_sha384(initrd))
     return extend_all(events)
+
+
+def direct_boot_events(kernel_digest: bytes, cmdline: str, initrd: bytes | None) -> list[LogEntry]:
+    """RTMR1's and RTMR2's events of OVMF's direct boot, as extended by rtmr1_direct_boot / rtmr2_direct_boot
+    (the lab's SIMULATED event log writes them; the event types follow OVMF's where known)."""
+    events: list[LogEntry] = [(2, EV_EFI_BOOT_SERVICES_APPLICATION, b"", kernel_digest)]
+    events += [(2, EV_EFI_ACTION, a, _sha384(a)) for a in RTMR1_ACTIONS_BEFORE]
+    events.append((2, EV_SEPARATOR, EV_SEPARATOR_DIGEST_INPUT, _sha384(EV_SEPARATOR_DIGEST_INPUT)))
+    events += [(2, EV_EFI_ACTION, a, _sha384(a)) for a in RTMR1_ACTIONS_AFTER]
+    measured = measured_cmdline(cmdline, initrd is not None)
+    events.append((3, EV_IPL, measured, _sha384(measured)))
+    if initrd is not None:
+        events.append((3, EV_IPL, b"initrd\x00", _sha384(initrd)))
+    return events
 
 
 def expected_measurements(

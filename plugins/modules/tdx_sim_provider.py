@@ -52,6 +52,14 @@ options:
     description: Python that runs the provider (needs cryptography and dcap-qvl; the kit's .venv).
     type: path
     required: true
+  memory_mib:
+    description: The launch's guest memory; the SIMULATED TD HOB event of RTMR0 names it.
+    type: int
+    default: 2048
+  smp:
+    description: The launch's vCPUs; the SIMULATED TD HOB event of RTMR0 names them.
+    type: int
+    default: 2
 author:
   - tee-proof-kit developers (@tee-proof-kit)
 """
@@ -103,12 +111,21 @@ def main() -> None:
             "firmware": {"type": "str", "default": ""},
             "kit_root": {"type": "path", "required": True},
             "python": {"type": "path", "required": True},
+            "memory_mib": {"type": "int", "default": 2048},
+            "smp": {"type": "int", "default": 2},
         },
         supports_check_mode=True,
     )
     p = module.params
     spec = ProviderSpec.for_image(
-        p["state_dir"], p["run_dir"], p["image_dir"], p["cmdline"].strip(), p["firmware"], p["kit_root"]
+        p["state_dir"],
+        p["run_dir"],
+        p["image_dir"],
+        p["cmdline"].strip(),
+        p["firmware"],
+        p["kit_root"],
+        p["memory_mib"],
+        p["smp"],
     )
     current = provider_status(spec)
     try:

@@ -410,6 +410,8 @@ class SimMeasurements:
     mr_config_id: bytes = bytes(48)
     mr_owner: bytes = bytes(48)
     mr_owner_config: bytes = bytes(48)
+    # The CC event log its RTMRs replay from (SIMULATED: written by the provider; see rtmr0_reference).
+    event_log: bytes = b""
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> SimMeasurements:
@@ -518,6 +520,9 @@ def quote_response(quote: bytes, measurements: SimMeasurements) -> dict[str, Any
         "quote_b64": base64.b64encode(quote).decode(),
         "mr_td": measurements.mr_td.hex(),
         "rtmr": [measurements.rtmr0.hex(), measurements.rtmr1.hex(), measurements.rtmr2.hex()],
+        "event_log_b64": base64.b64encode(measurements.event_log).decode()
+        if measurements.event_log
+        else None,
     }
 
 

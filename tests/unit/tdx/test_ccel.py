@@ -60,3 +60,25 @@ def test_ccel_table_points_at_a_log_area() -> None:
     assert table[:4] == b"CCEL"
     (length,) = struct.unpack_from("<Q", table, 40)
     assert length == len((GTG / "ccel_data.dat").read_bytes())
+
+
+def test_a_written_log_reads_back_and_direct_boot_events_replay_to_rtmr1_and_rtmr2() -> None:
+    kernel = hashlib.sha384(b"kernel").digest()
+    entries = tdx_measure.direct_boot_events(kernel, "console=ttyS0", b"INITRD")
+    log = tdx_measure.write_event_log(entries)
+    events = tdx_measure.parse_event_log(log)
+    assert events[0].event_type == tdx_measure.EV_NO_ACTION and events[0].data.startswith(b"Spec ID Event03")
+    assert [(e.mr_index, e.event_type, e.data) for e in events[1:]] == [
+        (m, t, d) for m, t, d, _unused in entries
+    ]
+    rtmrs = tdx_measure.replay(events)
+    assert rtmrs[1] == tdx_measure.rtmr1_direct_boot(kernel)
+    assert rtmrs[2] == tdx_measure.rtmr2_direct_boot("console=ttyS0", b"INITRD")
+    assert tdx_measure.replay_log(tdx_measure.write_event_log(entries[:-1]))[2] != rtmrs[2]
+
+
+def test_an_event_that_cannot_be_written_is_refused() -> None:
+    with pytest.raises(tdx_measure.EventLogError, match="MR index 5"):
+        tdx_measure.write_event_log([(5, 1, b"", bytes(48))])
+    with pytest.raises(tdx_measure.EventLogError, match="32-byte digest"):
+        tdx_measure.write_event_log([(1, 1, b"", bytes(32))])

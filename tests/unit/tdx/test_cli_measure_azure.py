@@ -252,9 +252,9 @@ def test_guest_report_data_binds_its_own_claims(
     asked: list[bytes] = []
     monkeypatch.setattr(guest, "TSM_ROOT", tmp_path / "no-tsm")
 
-    def provider(rd: bytes, url: str) -> bytes:
+    def provider(rd: bytes, url: str) -> tuple[bytes, str | None]:
         asked.append(rd)
-        return b"QUOTE"
+        return b"QUOTE", "TE9H"
 
     monkeypatch.setattr(guest, "quote_from_simulated_provider", provider)
     nonce = b"\x07" * 32
@@ -262,6 +262,7 @@ def test_guest_report_data_binds_its_own_claims(
     canon = json.dumps(td["claims"], sort_keys=True, separators=(",", ":")).encode()
     assert asked == [hashlib.sha512(nonce + hashlib.sha512(canon).digest()).digest()]
     assert out["claims"] == td["claims"] and out["simulated"] is True
+    assert out["event_log_b64"] == "TE9H"  # the provider's log, where a TD reads its CCEL
 
 
 # ---------------------------------------------------------------- Azure HCL report
