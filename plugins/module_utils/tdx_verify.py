@@ -37,6 +37,7 @@ try:  # the Ansible way: a module that needs it says so (missing_required_lib) i
 except ImportError as _exc:
     HAS_DCAP_QVL = False
     DCAP_QVL_IMPORT_ERROR = str(_exc)
+from ansible_collections.teeproof.kit.plugins.module_utils import rtmr0_reference
 from ansible_collections.teeproof.kit.plugins.module_utils.tdx_quote import (
     SIM_MARKER,
     Quote,
@@ -68,7 +69,9 @@ MEASUREMENT_FIELDS = (
 )
 _BOOL_KEYS = ("allow_debug", "require_sept_ve_disable")
 _LIST_KEYS = ("allowed_tcb_statuses", "forbidden_advisory_ids", "required")
-POLICY_KEYS = frozenset((*MEASUREMENT_FIELDS, *_BOOL_KEYS, *_LIST_KEYS, "waivers"))
+# rtmr0_reference: RTMR0's events of a trusted reference launch (rtmr0_reference.record); with it, RTMR0 is
+# checked event by event against the quote's event log instead of against one value.
+POLICY_KEYS = frozenset((*MEASUREMENT_FIELDS, *_BOOL_KEYS, *_LIST_KEYS, "waivers", "rtmr0_reference"))
 SEPT_NOTE = (
     "dcap-qvl 0.7.0 enforces SEPT_VE_DISABLE (and no debug / reserved TD attribute bits) itself; "
     "the kit's policy cannot relax that check"
@@ -98,6 +101,7 @@ class Policy:
     expected: Mapping[str, bytes] = field(default_factory=dict)
     required: tuple[str, ...] = ()
     waivers: Mapping[str, str] = field(default_factory=dict)
+    rtmr0_reference: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,9 +128,11 @@ class Verdict:
     report_data_checked: bool
     quote: dict[str, Any] | None
     waivers: dict[str, str] = field(default_factory=dict)
+    rtmr0_events: int | None = None  # RTMR0's events checked against the policy's reference, when it has one
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "rtmr0_events": self.rtmr0_events,
             "waivers": dict(self.waivers),
             "unchecked": sorted(self.waivers),
             "ok": self.ok,
@@ -195,6 +201,16 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
     both = sorted(set(waivers) & set(expected))
     if both:
         raise PolicyError(f"policy key 'waivers': {both[0]!r} has an expected value; drop the waiver")
+    reference = data.get("rtmr0_reference")
+    if reference is not None:
+        try:
+            rtmr0_reference.parse_reference(reference)
+        except rtmr0_reference.Rtmr0Error as exc:
+            raise PolicyError(f"policy key 'rtmr0_reference': {exc}") from None
+        if "rtmr0" in waivers or "rtmr0" in expected:
+            raise PolicyError(
+                "policy key 'rtmr0_reference': rtmr0 is then checked by it; drop its waiver or value"
+            )
     return Policy(
         allowed_tcb_statuses=_statuses(data.get("allowed_tcb_statuses", ["UpToDate"])),
         allow_debug=_bool("allow_debug", data.get("allow_debug", False)),
@@ -203,6 +219,7 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
         expected=expected,
         required=required,
         waivers=waivers,
+        rtmr0_reference=dict(reference) if reference is not None else None,
     )
 
 
@@ -367,6 +384,8 @@ def _check_attributes(policy: Policy, report: TdReport) -> list[Reason]:
 def _check_measurements(policy: Policy, report: TdReport) -> list[Reason]:
     reasons: list[Reason] = []
     for name in policy.required:
+        if name == "rtmr0" and policy.rtmr0_reference is not None:
+            continue  # checked event by event (_check_event_log)
         if name not in policy.expected and name not in policy.waivers:
             reasons.append(
                 Reason(
@@ -381,6 +400,24 @@ def _check_measurements(policy: Policy, report: TdReport) -> list[Reason]:
         if want is not None and got != want:
             reasons.append(Reason(name, f"{name} mismatch: quote has {got.hex()}, expected {want.hex()}"))
     return reasons
+
+
+def _check_event_log(
+    policy: Policy, report: TdReport, event_log: bytes | None
+) -> tuple[list[Reason], int | None]:
+    """RTMR0 event by event, when the policy has a reference: the log must replay to the quote's RTMRs."""
+    if policy.rtmr0_reference is None:
+        return [], None
+    if event_log is None:
+        return [
+            Reason("rtmr0", "the policy checks RTMR0 by its events, and the quote came with no event log")
+        ], None
+    rtmrs = [report.rtmr(i) for i in range(4)]
+    try:
+        summary = rtmr0_reference.check(event_log, rtmrs, policy.rtmr0_reference)
+    except rtmr0_reference.Rtmr0Error as exc:
+        return [Reason("rtmr0", str(exc))], None
+    return [], int(summary["rtmr0_events"])
 
 
 def _check_report_data(report: TdReport, expected: bytes | None) -> list[Reason]:
@@ -419,8 +456,11 @@ def verify_quote(
     nonce: bytes | None = None,
     binding: bytes = b"",
     trust: TrustAnchors | None = None,
+    event_log: bytes | None = None,
 ) -> Verdict:
-    """Verify ``raw`` at time ``now`` (Unix seconds) and return a verdict listing every failure."""
+    """Verify ``raw`` at time ``now`` (Unix seconds) and return a verdict listing every failure.
+
+    ``event_log``: the TD's CC event log, checked when the policy has an RTMR0 reference."""
     policy = policy or Policy()
     trust = trust or TrustAnchors()
     try:
@@ -430,7 +470,8 @@ def verify_quote(
         return Verdict(False, False, False, None, [], [reason], [], False, None)
     sig = check_signature(quote.raw, collateral, now, trust)
     expected_rd = None if nonce is None else expected_report_data(nonce, binding)
-    reasons = list(sig.reasons) + evaluate_policy(quote.report, policy, sig, expected_rd)
+    log_reasons, rtmr0_events = _check_event_log(policy, quote.report, event_log)
+    reasons = list(sig.reasons) + evaluate_policy(quote.report, policy, sig, expected_rd) + log_reasons
     warnings = _warnings(policy, nonce, sig)
     return Verdict(
         ok=not reasons,
@@ -443,6 +484,7 @@ def verify_quote(
         report_data_checked=expected_rd is not None,
         quote=_summary(quote),
         waivers=dict(policy.waivers),
+        rtmr0_events=rtmr0_events,
     )
 
 
