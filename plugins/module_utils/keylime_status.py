@@ -49,20 +49,21 @@ class AgentStatus:
         state = self.record.get("operational_state", "")
         return STATE_NAMES.get(state, str(state)) if isinstance(state, int) else str(state)
 
-    @property
-    def attestation_count(self) -> int:
+    def _count(self, name: str) -> int:
+        """A whole-number field of the record; 0 when it is missing or not a number."""
         try:
-            return int(self.record.get("attestation_count", 0))
+            return int(self.record.get(name, 0))
         except (TypeError, ValueError):
             return 0
 
     @property
+    def attestation_count(self) -> int:
+        return self._count("attestation_count")
+
+    @property
     def last_successful_attestation(self) -> int:
         """When the verifier last accepted a quote (its clock, unix seconds; 0: never or not given)."""
-        try:
-            return int(self.record.get("last_successful_attestation", 0))
-        except (TypeError, ValueError):
-            return 0
+        return self._count("last_successful_attestation")
 
     def verdict(self) -> str:
         """The verifier's verdict: ``pass`` (a quote was accepted), ``fail``, ``pending`` or ``absent``."""
