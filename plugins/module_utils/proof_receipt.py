@@ -80,7 +80,12 @@ class Inputs:
 
 
 def make_bundle(
-    quote_b64: str, claims: Mapping[str, Any], nonce_hex: str, receipt: Mapping[str, Any], simulated: bool
+    quote_b64: str,
+    claims: Mapping[str, Any],
+    nonce_hex: str,
+    receipt: Mapping[str, Any],
+    simulated: bool,
+    event_log_b64: str | None = None,
 ) -> dict[str, Any]:
     return {
         "kit_receipt_bundle": BUNDLE_VERSION,
@@ -88,8 +93,20 @@ def make_bundle(
         "nonce": nonce_hex,
         "claims": dict(claims),
         "quote_b64": quote_b64,
+        "event_log_b64": event_log_b64,
         "receipt": dict(receipt),
     }
+
+
+def event_log_from(doc: Mapping[str, Any]) -> bytes | None:
+    """The CC event log a quote came with (``event_log_b64``, base64 or absent/null)."""
+    text = doc.get("event_log_b64")
+    if text is None:
+        return None
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except ValueError:
+        raise ReceiptCheckFailed("input", "event_log_b64 is not base64") from None
 
 
 def _json_file(path: Path, what: str) -> Any:
@@ -171,7 +188,14 @@ def _bundle_fields(bundle: Mapping[str, Any]) -> tuple[bytes, dict[str, Any], by
     return quote, claims, nonce, receipt
 
 
-def check_quote(inputs: Inputs, quote: bytes, nonce: bytes, claims: Mapping[str, Any]) -> dict[str, Any]:
+def check_quote(
+    inputs: Inputs,
+    quote: bytes,
+    nonce: bytes,
+    claims: Mapping[str, Any],
+    event_log: bytes | None = None,
+) -> dict[str, Any]:
+    """The quote against the reference's policy (with its RTMR0 reference, the event log is required)."""
     from ansible_collections.teeproof.kit.plugins.module_utils import tdx_verify
 
     policy_map = inputs.reference.get("policy")
@@ -191,7 +215,14 @@ def check_quote(inputs: Inputs, quote: bytes, nonce: bytes, claims: Mapping[str,
         simulated_root_sha256=pin if isinstance(pin, str) else None,
     )
     verdict = tdx_verify.verify_quote(
-        quote, collateral, inputs.now, policy, nonce, td_claims.claims_digest(claims), trust
+        quote,
+        collateral,
+        inputs.now,
+        policy,
+        nonce,
+        td_claims.claims_digest(claims),
+        trust,
+        event_log=event_log,
     )
     if not verdict.ok:
         codes = verdict.codes()
@@ -248,7 +279,7 @@ def verify(inputs: Inputs, check_groth16: bool = True) -> dict[str, Any]:
             "claims",
             f"image_id_sha256: the TD names image {claims.image_id_sha256[:16]}..., not the reference",
         )
-    verdict = check_quote(inputs, quote, nonce, claims_doc)
+    verdict = check_quote(inputs, quote, nonce, claims_doc, event_log_from(inputs.bundle))
     try:
         body, signature = td_claims.parse_receipt(receipt)
     except td_claims.ClaimsError as exc:
@@ -285,4 +316,5 @@ def verify(inputs: Inputs, check_groth16: bool = True) -> dict[str, Any]:
         "public_signals_checked": inputs.expected_public is not None,
         "input_commitment_checked": committed,
         "tcb_status": verdict.get("tcb_status"),
+        "rtmr0_events": verdict.get("rtmr0_events"),
     }

@@ -71,6 +71,7 @@ class SessionRecord:
     session_key: str
     expires_at: int
     quote_b64: str = ""
+    event_log_b64: str | None = None  # the CC event log the quote came with (RTMR0 checked event by event)
     simulated: bool = False
     next_seq: int = 0
     lease_counter: int = 0  # the last lease sent (0: the activation's)
@@ -92,6 +93,7 @@ class SessionRecord:
             "session_key": self.session_key,
             "expires_at": self.expires_at,
             "quote_b64": self.quote_b64,
+            "event_log_b64": self.event_log_b64,
             "simulated": self.simulated,
             "next_seq": self.next_seq,
             "lease_counter": self.lease_counter,
@@ -111,6 +113,7 @@ class SessionRecord:
                 session_key=str(doc["session_key"]),
                 expires_at=int(doc["expires_at"]),
                 quote_b64=str(doc.get("quote_b64", "")),
+                event_log_b64=None if doc.get("event_log_b64") is None else str(doc["event_log_b64"]),
                 simulated=bool(doc.get("simulated", False)),
                 next_seq=int(doc.get("next_seq", 0)),
                 lease_counter=int(doc.get("lease_counter", 0)),
@@ -242,7 +245,11 @@ def check_attestation(
         inputs.now = now
     try:
         return proof_receipt.check_quote(
-            inputs, base64.b64decode(record.quote_b64), bytes.fromhex(record.nonce), record.claims
+            inputs,
+            base64.b64decode(record.quote_b64),
+            bytes.fromhex(record.nonce),
+            record.claims,
+            proof_receipt.event_log_from({"event_log_b64": record.event_log_b64}),
         )
     except proof_receipt.ReceiptCheckFailed as exc:
         raise SessionClientError(exc.check, str(exc)) from None

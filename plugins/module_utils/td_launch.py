@@ -89,6 +89,9 @@ class LaunchSpec:
     # check); False, the provider runs elsewhere (on the controller, module tdx_sim_provider: the lab, whose
     # TD host must not hold the stand-in's key) and the launch only forwards its guest to run_dir's socket.
     provider_managed: bool = True
+    # ACPI tables the launch adds to QEMU's own (-acpitable file=...): host-chosen firmware configuration,
+    # measured into RTMR0 (by TDVF on TDX; in the lab by the SIMULATED provider, told the same files).
+    acpi_tables: tuple[str, ...] = field(default_factory=tuple)
     extra_qemu_args: tuple[str, ...] = field(default_factory=tuple)
 
     def validate(self) -> None:
@@ -122,6 +125,9 @@ class LaunchSpec:
             raise TdHostError("the kernel command line is empty")
         if "\n" in self.cmdline:
             raise TdHostError("the kernel command line must be one line")
+        for table in self.acpi_tables:
+            if not table.startswith("/") or "," in table:
+                raise TdHostError(f"an ACPI table must be an absolute path without a comma, not {table!r}")
         if self.mode == "tdx" and not self.firmware:
             raise TdHostError(
                 "mode tdx needs a TDX firmware (TDVF), e.g. /usr/share/ovmf/OVMF.inteltdx.ms.fd"
@@ -149,6 +155,7 @@ class LaunchSpec:
             self.kit_root,
             self.memory_mib,
             self.smp,
+            self.acpi_tables,
         )
 
     def disk(self) -> tuple[Path, str]:
@@ -259,6 +266,8 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         "-device",
         "virtio-net-pci,netdev=n0",
     ]
+    for table in spec.acpi_tables:
+        argv += ["-acpitable", f"file={table}"]
     if spec.mode == "lab":
         argv += [
             "-chardev",
@@ -307,6 +316,8 @@ class ProviderSpec:
     # The VM shape its SIMULATED RTMR0 events are written for (rtmr0_reference): the launch's.
     memory_mib: int = 2048
     smp: int = 2
+    # The ACPI tables the launch adds (its RTMR0 events get one more table each).
+    acpi_tables: tuple[str, ...] = ()
 
     @classmethod
     def for_image(
@@ -319,6 +330,7 @@ class ProviderSpec:
         kit_root: str,
         memory_mib: int = 2048,
         smp: int = 2,
+        acpi_tables: Sequence[str] = (),
     ) -> ProviderSpec:
         """The provider of a launch of the image in ``image_dir`` (its vmlinuz and initrd.img)."""
         image = Path(image_dir)
@@ -332,6 +344,7 @@ class ProviderSpec:
             kit_root=kit_root,
             memory_mib=memory_mib,
             smp=smp,
+            acpi_tables=tuple(acpi_tables),
         )
 
     @property
@@ -362,6 +375,8 @@ class ProviderSpec:
         ]
         if self.firmware:
             argv += ["--firmware", self.firmware]
+        for table in self.acpi_tables:
+            argv += ["--acpitable", table]
         return argv
 
     def digest(self) -> str:

@@ -96,6 +96,14 @@ options:
     description: TDX firmware (TDVF) for O(mode=tdx); optional in the lab (changes the simulated MRTD).
     type: str
     default: ""
+  acpi_tables:
+    description: >-
+      ACPI tables (absolute paths) the launch adds to QEMU's own (C(-acpitable file=...)). Host-chosen
+      firmware configuration: TDVF measures each into RTMR0 (in the lab, the launch's SIMULATED provider,
+      which must be given the same list). Empty for the reference launch.
+    type: list
+    elements: str
+    default: []
   qgs_socket:
     description: Unix socket of the host's quote generation service (O(mode=tdx)).
     type: str
@@ -194,6 +202,7 @@ def main() -> None:
             "registrar_guest_ip": {"type": "str", "default": "10.0.2.100"},
             "registrar_guest_port": {"type": "int", "default": 8890},
             "firmware": {"type": "str", "default": ""},
+            "acpi_tables": {"type": "list", "elements": "str", "default": []},
             "qgs_socket": {"type": "str", "default": "/var/run/tdx-qgs/qgs.socket"},
             "provider_managed": {"type": "bool", "default": True},
             "kit_root": {"type": "path", "required": True},
@@ -223,6 +232,7 @@ def main() -> None:
         registrar_guest_port=p["registrar_guest_port"],
         firmware=p["firmware"],
         qgs_socket=p["qgs_socket"],
+        acpi_tables=tuple(p["acpi_tables"]),
         kit_root=p["kit_root"],
         provider_managed=p["provider_managed"],
     )

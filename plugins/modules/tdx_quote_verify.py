@@ -60,6 +60,12 @@ options:
   sim_root_sha256:
     description: Pinned SHA-256 (hex) of O(sim_root); required with O(allow_simulated).
     type: str
+  event_log_b64:
+    description: >-
+      The TD's CC event log (base64), as the quote came with it. Required when the policy has an
+      C(rtmr0_reference): the log must replay to the quote's RTMR0-3, and RTMR0's events must be the
+      reference's (a refusal names the event).
+    type: str
 author:
   - tee-proof-kit developers (@tee-proof-kit)
 """
@@ -116,36 +122,91 @@ from ansible_collections.teeproof.kit.plugins.module_utils.tdx_verify import (
 )
 
 
-def _quote_bytes(module: AnsibleModule) -> bytes:
-    if module.params["quote_b64"]:
-        try:
-            return base64.b64decode(module.params["quote_b64"], validate=True)
-        except (binascii.Error, ValueError):
-            module.fail_json(msg="quote_b64 is not valid base64")
-    with open(module.params["quote_path"], "rb") as handle:
+class VerifyFailed(Exception):
+    """The module fails: msg, and what it returns beside it (the verdict when there is one)."""
+
+    def __init__(self, msg: str, **out: Any) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.out = out
+
+
+def _b64(params: dict[str, Any], name: str) -> bytes | None:
+    if not params.get(name):
+        return None
+    try:
+        return base64.b64decode(params[name], validate=True)
+    except (binascii.Error, ValueError):
+        raise VerifyFailed(f"{name} is not valid base64") from None
+
+
+def _quote_bytes(params: dict[str, Any]) -> bytes:
+    raw = _b64(params, "quote_b64")
+    if raw is not None:
+        return raw
+    with open(params["quote_path"], "rb") as handle:
         return handle.read()
 
 
-def _hex(module: AnsibleModule, name: str) -> bytes:
+def _hex(params: dict[str, Any], name: str) -> bytes:
     try:
-        return bytes.fromhex(module.params[name])
+        return bytes.fromhex(params[name] or "")
     except ValueError:
-        module.fail_json(msg=f"{name} is not valid hex")
-    return b""
+        raise VerifyFailed(f"{name} is not valid hex") from None
 
 
-def _trust(module: AnsibleModule) -> Any:
+def _trust(params: dict[str, Any]) -> Any:
     root = None
-    if module.params["sim_root"]:
-        with open(module.params["sim_root"], "rb") as handle:
+    if params.get("sim_root"):
+        with open(params["sim_root"], "rb") as handle:
             root = handle.read()
-    if module.params["allow_simulated"] and (root is None or not module.params["sim_root_sha256"]):
-        module.fail_json(msg="allow_simulated needs sim_root and its pin sim_root_sha256")
+    if params.get("allow_simulated") and (root is None or not params.get("sim_root_sha256")):
+        raise VerifyFailed("allow_simulated needs sim_root and its pin sim_root_sha256")
     return TrustAnchors(
-        allow_simulated=module.params["allow_simulated"],
+        allow_simulated=bool(params.get("allow_simulated")),
         simulated_root_der=root,
-        simulated_root_sha256=module.params["sim_root_sha256"],
+        simulated_root_sha256=params.get("sim_root_sha256"),
     )
+
+
+def _binding(params: dict[str, Any]) -> bytes:
+    binding = _hex(params, "binding")
+    if params.get("claims") is None:
+        return binding
+    if binding:
+        raise VerifyFailed("binding and claims are mutually exclusive")
+    try:
+        parse_claims(params["claims"])
+    except ClaimsError as exc:
+        raise VerifyFailed(
+            f"the TD's claims are malformed (nothing is sent to it): {exc}", claim=exc.field
+        ) from None
+    return claims_digest(params["claims"])
+
+
+def run(params: dict[str, Any]) -> dict[str, Any]:
+    """Verify the quote the parameters name; raise VerifyFailed with every reason when it does not pass."""
+    binding = _binding(params)
+    try:
+        policy = policy_from_mapping(params.get("policy") or {})
+        collateral = load_collateral(params["collateral_path"])
+    except (PolicyError, CollateralError) as exc:
+        raise VerifyFailed(str(exc)) from None
+    verdict = verify_quote(
+        _quote_bytes(params),
+        collateral,
+        params["now"],
+        policy,
+        _hex(params, "nonce"),
+        binding,
+        _trust(params),
+        event_log=_b64(params, "event_log_b64"),
+    )
+    result = verdict.to_dict()
+    out = {"changed": False, "verdict": result, "reasons": result["reasons"], "simulated": verdict.simulated}
+    if not verdict.ok:
+        raise VerifyFailed("TDX quote rejected: " + reasons_text(verdict.reasons), **out)
+    return out
 
 
 def main() -> None:
@@ -162,6 +223,7 @@ def main() -> None:
             "allow_simulated": {"type": "bool", "default": False},
             "sim_root": {"type": "path"},
             "sim_root_sha256": {"type": "str"},
+            "event_log_b64": {"type": "str"},
         },
         required_one_of=[("quote_path", "quote_b64")],
         mutually_exclusive=[("quote_path", "quote_b64")],
@@ -169,36 +231,10 @@ def main() -> None:
     )
     if not HAS_DCAP_QVL:
         module.fail_json(msg=missing_required_lib("dcap-qvl"), exception=DCAP_QVL_IMPORT_ERROR)
-    binding = _hex(module, "binding")
-    if module.params["claims"] is not None:
-        if binding:
-            module.fail_json(msg="binding and claims are mutually exclusive")
-        try:
-            parse_claims(module.params["claims"])
-        except ClaimsError as exc:
-            module.fail_json(
-                msg=f"the TD's claims are malformed (nothing is sent to it): {exc}", claim=exc.field
-            )
-        binding = claims_digest(module.params["claims"])
     try:
-        policy = policy_from_mapping(module.params["policy"])
-        collateral = load_collateral(module.params["collateral_path"])
-    except (PolicyError, CollateralError) as exc:
-        module.fail_json(msg=str(exc))
-    verdict = verify_quote(
-        _quote_bytes(module),
-        collateral,
-        module.params["now"],
-        policy,
-        _hex(module, "nonce"),
-        binding,
-        _trust(module),
-    )
-    result = verdict.to_dict()
-    out = {"changed": False, "verdict": result, "reasons": result["reasons"], "simulated": verdict.simulated}
-    if not verdict.ok:
-        module.fail_json(msg="TDX quote rejected: " + reasons_text(verdict.reasons), **out)
-    module.exit_json(**out)
+        module.exit_json(**run(module.params))
+    except VerifyFailed as exc:
+        module.fail_json(msg=exc.msg, **exc.out)
 
 
 if __name__ == "__main__":

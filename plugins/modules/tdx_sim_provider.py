@@ -60,6 +60,12 @@ options:
     description: The launch's vCPUs; the SIMULATED TD HOB event of RTMR0 names them.
     type: int
     default: 2
+  acpi_tables:
+    description: >-
+      The ACPI tables the launch adds (M(teeproof.kit.td_launch) O(acpi_tables)); one RTMR0 event each.
+    type: list
+    elements: path
+    default: []
 author:
   - tee-proof-kit developers (@tee-proof-kit)
 """
@@ -113,6 +119,7 @@ def main() -> None:
             "python": {"type": "path", "required": True},
             "memory_mib": {"type": "int", "default": 2048},
             "smp": {"type": "int", "default": 2},
+            "acpi_tables": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )
@@ -126,6 +133,7 @@ def main() -> None:
         p["kit_root"],
         p["memory_mib"],
         p["smp"],
+        p["acpi_tables"],
     )
     current = provider_status(spec)
     try:

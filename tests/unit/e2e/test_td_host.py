@@ -89,6 +89,8 @@ def test_tdx_mode_uses_tdx_guest_object_firmware_and_qgs(tmp_path: Path) -> None
         ({"provider_guest_ip": "10.0.2.15"}, "provider_guest_ip must be a free address"),
         ({"provider_guest_ip": "10.0.2.100"}, "must differ"),
         ({"provider_guest_port": 0}, "provider_guest_port"),
+        ({"acpi_tables": ("ssdt.aml",)}, "an ACPI table must be an absolute path"),
+        ({"acpi_tables": ("/tmp/a,b.aml",)}, "without a comma"),
     ],
 )
 def test_bad_specs_are_refused(tmp_path: Path, kw: dict[str, object], needle: str) -> None:
@@ -300,3 +302,18 @@ def test_a_launch_whose_provider_runs_elsewhere_needs_its_socket_and_never_start
     assert th.process_state(s)["provider"] is True
     assert th.stop(s) is False
     assert th.provider_socket(s.run).exists() and th.provider_token(s.run).exists()
+
+
+def test_an_added_acpi_table_goes_to_qemu_and_to_the_provider_that_measures_it(tmp_path: Path) -> None:
+    """The launch hands QEMU each table (-acpitable file=) and tells its SIMULATED provider the same files,
+    so that the lab's RTMR0 has one more event for each; a launch without one is the reference's."""
+    plain = spec(tmp_path)
+    added = spec(tmp_path, acpi_tables=("/srv/host/ssdt.aml",))
+    added.validate()
+    argv = th.qemu_argv(added)
+    assert argv[argv.index("-acpitable") + 1] == "file=/srv/host/ssdt.aml"
+    assert "-acpitable" not in th.qemu_argv(plain)
+    provider = th.provider_argv(added, "py")
+    assert provider[provider.index("--acpitable") + 1] == "/srv/host/ssdt.aml"
+    assert "--acpitable" not in th.provider_argv(plain, "py")
+    assert th.launch_digest(added) != th.launch_digest(plain)

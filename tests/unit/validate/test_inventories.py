@@ -43,4 +43,10 @@ def test_the_boot_chain_pins_are_set_once() -> None:
     kit_tdx = yaml.safe_load((ROOT / "inventories/local/group_vars/all/kit_tdx.yml").read_text())
     assert len(kit_tdx["kit_tdx_firmware_source"]["sha256"]) == 64
     assert set(kit_tdx["kit_tdx_required_measurements"]) == {"mr_td", "rtmr0", "rtmr1", "rtmr2"}
-    assert list(kit_tdx["kit_tdx_waivers"]) == ["rtmr0"]
+    # nothing is waived by default: RTMR0 is checked event by event (a recorded reference, or the lab's)
+    assert kit_tdx["kit_tdx_waivers"] == {}
+    assert kit_tdx["kit_tdx_rtmr0_reference"] == ""
+    assert set(kit_tdx["kit_tdx_vm_shape"]) == {"memory_mib", "smp"}
+    td_host = yaml.safe_load((ROOT / "inventories/local/group_vars/td_host/lab.yml").read_text())
+    assert td_host["td_host_memory_mib"] == "{{ kit_tdx_vm_shape.memory_mib }}"
+    assert td_host["td_host_smp"] == "{{ kit_tdx_vm_shape.smp }}"

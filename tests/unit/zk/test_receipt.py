@@ -73,7 +73,14 @@ def job(
     (out / "commit.key").write_text(commit_key.hex())
     public = json.loads((out / "public.json").read_text())
     (out / "expect.json").write_text(json.dumps([None, public[1]]))
-    return {"dir": out, "bundle": bundle, "reference": reference, "vkey": circuit_dir / zk_prove.VKEY}
+    return {
+        "dir": out,
+        "bundle": bundle,
+        "reference": reference,
+        "vkey": circuit_dir / zk_prove.VKEY,
+        "pki": pki,
+        "report_data": td_claims.report_data(nonce, claims),
+    }
 
 
 def _inputs(job: dict[str, Any], **over: Any) -> proof_receipt.Inputs:
@@ -191,6 +198,46 @@ def test_wrong_measurement_and_wrong_root_are_refused(job: dict[str, Any]) -> No
     assert _refused(job, reference=unwaived) == "measurements"
     assert _refused(job, allow_simulated=False) == "quote"
     assert _refused(job, reference={**job["reference"], "sim_root_sha256": "0" * 64}) == "quote"
+
+
+def test_rtmr0_is_checked_by_the_event_log_the_bundle_carries(job: dict[str, Any]) -> None:
+    """A reference with an RTMR0 reference needs the quote's event log from the bundle: the TD's own passes;
+    none, or the log of a launch with one more ACPI table, is refused on the measurements."""
+    from ansible_collections.teeproof.kit.plugins.module_utils import rtmr0_reference as r0
+    from ansible_collections.teeproof.kit.plugins.module_utils import tdx_measure
+
+    def launch(tables: tuple[bytes, ...]) -> bytes:
+        events = r0.simulated_rtmr0_events(r0.simulated_shape(2048, 2), b"", tables)
+        return tdx_measure.write_event_log(events + tdx_measure.direct_boot_events(b"\x01" * 48, "ro", None))
+
+    reference_log = launch(())
+    rtmrs = tdx_measure.replay_log(reference_log)
+    reference = copy.deepcopy(job["reference"])
+    reference["policy"] = {
+        "mr_td": "aa" * 48,
+        "rtmr1": rtmrs[1].hex(),
+        "rtmr2": rtmrs[2].hex(),
+        "required": ["mr_td", "rtmr0", "rtmr1", "rtmr2"],
+        "rtmr0_reference": r0.simulated_reference(2048, 2, b""),
+    }
+
+    def bundle(log: bytes, sent: bytes | None) -> dict[str, Any]:
+        replayed = tdx_measure.replay_log(log)
+        m = tdx_sim.SimMeasurements(b"\xaa" * 48, replayed[0], replayed[1], replayed[2])
+        quote = tdx_sim.make_quote(job["pki"], m, job["report_data"])
+        return {
+            **job["bundle"],
+            "quote_b64": base64.b64encode(quote).decode(),
+            "event_log_b64": base64.b64encode(sent).decode() if sent is not None else None,
+        }
+
+    ok = proof_receipt.verify(_inputs(job, reference=reference, bundle=bundle(reference_log, reference_log)))
+    assert ok["ok"] and ok["rtmr0_events"] == 4
+    assert _refused(job, reference=reference, bundle=bundle(reference_log, None)) == "measurements"
+    added = launch((b"SSDT" + bytes(32),))
+    assert _refused(job, reference=reference, bundle=bundle(added, added)) == "measurements"
+    not_b64 = {**bundle(reference_log, reference_log), "event_log_b64": "%%"}
+    assert _refused(job, reference=reference, bundle=not_b64) == "input"
 
 
 def test_the_command_names_the_check_and_exits_with_its_code(job: dict[str, Any], tmp_path: Path) -> None:
