@@ -25,7 +25,7 @@ CONTAINERS_ACTION = "containers.podman.podman_container_info"
 # The guest's ports in the launcher's result, and their names in the lab's table (kit_lab_ports).
 GUEST_PORTS = (("ssh", "ssh_port"), ("agent", "agent_port"), ("session", "session_port"))
 # The order the report lists processes and ports in (Ansible's JSON output sorts them by name).
-PROCESS_ORDER = ("qemu", "swtpm", "provider")
+PROCESS_ORDER = ("qemu", "provider")
 PORT_ORDER = ("verifier", "registrar", "registrar_tls", "guest_ssh", "guest_agent", "guest_session")
 
 

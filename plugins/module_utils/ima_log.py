@@ -62,24 +62,45 @@ def split_fields(data: bytes) -> list[bytes]:
 
 def parse(log: bytes) -> list[ImaEntry]:
     """Parse a binary measurement list. A trailing partial entry is an error."""
+    return parse_prefix(log, strict=True)[0]
+
+
+def parse_prefix(log: bytes, strict: bool = False, limit: int | None = None) -> tuple[list[ImaEntry], int]:
+    """The complete entries at the start of ``log`` (at most ``limit``) and the bytes they take: a trailing
+    partial entry (a read that ended inside one) is left for the next read, unless ``strict``. A malformed
+    header is an error."""
     entries: list[ImaEntry] = []
     pos = 0
-    while pos < len(log):
+    while pos < len(log) and (limit is None or len(entries) < limit):
+        start = pos
         if pos + 28 > len(log):
-            raise ImaLogError(f"truncated entry header at byte {pos}")
+            if strict:
+                raise ImaLogError(f"truncated entry header at byte {pos}")
+            break
         pcr, digest, name_len = struct.unpack_from("<I20sI", log, pos)
+        if name_len > 255:
+            raise ImaLogError(f"bad template name length {name_len} at byte {pos + 28}")
         pos += 28
-        if name_len > 255 or pos + name_len + 4 > len(log):
-            raise ImaLogError(f"bad template name length {name_len} at byte {pos}")
+        if pos + name_len + 4 > len(log):
+            if strict:
+                raise ImaLogError(f"bad template name length {name_len} at byte {pos}")
+            return entries, start
         name = log[pos : pos + name_len].decode("ascii", "replace")
         pos += name_len
         (data_len,) = struct.unpack_from("<I", log, pos)
         pos += 4
         if pos + data_len > len(log):
-            raise ImaLogError(f"truncated template data at byte {pos}")
+            if strict:
+                raise ImaLogError(f"truncated template data at byte {pos}")
+            return entries, start
         entries.append(ImaEntry(pcr, digest, name, log[pos : pos + data_len]))
         pos += data_len
-    return entries
+    return entries, pos
+
+
+def event_digest(entry: ImaEntry, bank: str) -> bytes:
+    """What the kernel extends a TPM bank with for this entry (0xFF... for a violation)."""
+    return _event_digest(entry, bank)
 
 
 def _event_digest(entry: ImaEntry, bank: str) -> bytes:

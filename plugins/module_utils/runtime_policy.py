@@ -61,15 +61,28 @@ def check_files(policy: dict[str, Any], root: str | Path, paths: Iterable[str]) 
     return problems
 
 
-def flat_allowlist(root: str | Path, dirs: Iterable[str], aliases: dict[str, list[str]] | None = None) -> str:
+# IMA's boot_aggregate when no TPM exists as IMA starts (TPM-bypass): all zeros. The TD's own vTPM starts
+# after IMA (roles/td_vtpm), so this is every TD's boot_aggregate; the pre-kernel boot is the TDX quote's
+# (MRTD, RTMR0-2).
+TPM_BYPASS_BOOT_AGGREGATE = "0" * 64
+
+
+def flat_allowlist(
+    root: str | Path,
+    dirs: Iterable[str],
+    aliases: dict[str, list[str]] | None = None,
+    tpm_bypass: bool = False,
+) -> str:
     """A flat allowlist ("sha256  path" lines, as keylime-policy's ``--allowlist`` reads) for
 
     * every regular file under ``dirs`` of the image at ``root``: keylime-policy's ``--rootfs`` lists only
       files owned by root, while the kit's measured data files have their own owner (IMA matches by owner);
     * ``aliases``: in-image files that IMA also sees under another path, e.g. ``/etc/fstab`` read by the
-      initramfs as ``/root/etc/fstab`` before the switch to the real root.
+      initramfs as ``/root/etc/fstab`` before the switch to the real root;
+    * with ``tpm_bypass``, IMA's boot_aggregate of a kernel that found no TPM (all zeros): any other value (a
+      TPM attached from outside at boot) is then refused.
     """
-    lines: set[str] = set()
+    lines: set[str] = {f"{TPM_BYPASS_BOOT_AGGREGATE}  boot_aggregate"} if tpm_bypass else set()
     for directory in dirs:
         for path in files_under(root, directory):
             lines.add(f"{sha256_file(Path(root) / path.lstrip('/'))}  {path}")

@@ -5,14 +5,16 @@ Two modes:
 - ``tdx``: a real Intel TDX host. QEMU with the ``tdx-guest`` object (quote-generation socket to the
   host's QGS), a TDX firmware (TDVF), KVM, direct kernel boot. Written for real hosts; not runnable in
   the lab (no TDX hardware).
-- ``lab``: the same image under QEMU TCG with a swtpm vTPM that carries an EK certificate signed by a
-  local CA kept in the run folder, user-mode networking whose forwards bind to 127.0.0.1 only, and the
+- ``lab``: the same image under QEMU TCG, user-mode networking whose forwards bind to 127.0.0.1 only, and the
   SIMULATED TDX quote provider (``bin/tdx-sim-provider``) standing where the QGS would be. The provider
   measures the very kernel, initrd and command line handed to QEMU, so a launch with another command line
   yields another RTMR2. Every output of this mode says SIMULATED.
 
+Neither mode attaches a TPM: the TD's vTPM lives in the TD (roles/td_vtpm), where the host cannot reach its
+keys.
+
 State lives in ``run_dir``: ``launch.json`` (what was launched), pid files, the serial log (kept across
-stops, rotated to ``serial.log.1`` on the next start), the vTPM state and the swtpm CA. Every port and
+stops, rotated to ``serial.log.1`` on the next start). Every port and
 folder comes from the spec, so two launches with their own run folders and ports (two labs on one
 machine) never meet: the guest reaches its own registrar through a forward of its own launch.
 """
@@ -36,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 SIMULATED_NOTICE = (
-    "SIMULATED: lab launch under QEMU TCG with a host-controlled swtpm vTPM and the SIMULATED TDX quote "
+    "SIMULATED: lab launch under QEMU TCG (the TD's vTPM runs inside the guest) and the SIMULATED TDX quote "
     "provider (test PKI). Not a TDX trust domain and not a security boundary."
 )
 MODES = ("lab", "tdx")
-PROCESSES = ("qemu", "swtpm", "provider")
+PROCESSES = ("qemu", "provider")
 
 
 class TdHostError(RuntimeError):
@@ -268,15 +270,6 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
     ]
     for table in spec.acpi_tables:
         argv += ["-acpitable", f"file={table}"]
-    if spec.mode == "lab":
-        argv += [
-            "-chardev",
-            f"socket,id=chrtpm,path={run / 'swtpm.sock'}",
-            "-tpmdev",
-            "emulator,id=tpm0,chardev=chrtpm",
-            "-device",
-            "tpm-tis,tpmdev=tpm0",
-        ]
     argv += [
         "-serial",
         f"file:{run / 'serial.log'}",
@@ -468,77 +461,6 @@ def provider_start(
     return True
 
 
-def swtpm_ca_files(run: Path) -> dict[str, Path]:
-    ca = run / "swtpm-ca"
-    return {
-        "dir": ca,
-        "setup_conf": ca / "swtpm_setup.conf",
-        "localca_conf": ca / "swtpm-localca.conf",
-        "localca_options": ca / "swtpm-localca.options",
-        "root": ca / "swtpm-localca-rootca-cert.pem",
-        "intermediate": ca / "issuercert.pem",
-    }
-
-
-def write_swtpm_ca_config(run: Path) -> dict[str, Path]:
-    """A swtpm-localca of our own in the run folder, so that its CA is known and kept with the guest."""
-    files = swtpm_ca_files(run)
-    ca = files["dir"]
-    ca.mkdir(parents=True, exist_ok=True, mode=0o700)
-    files["localca_conf"].write_text(
-        f"statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\n"
-        f"certserial = {ca}/certserial\n",
-        encoding="utf-8",
-    )
-    files["localca_options"].write_text(
-        "--platform-manufacturer tee-proof-kit-lab\n--platform-version 2.1\n--platform-model QEMU-TCG\n",
-        encoding="utf-8",
-    )
-    files["setup_conf"].write_text(
-        "create_certs_tool = /usr/bin/swtpm_localca\n"
-        f"create_certs_tool_config = {files['localca_conf']}\n"
-        f"create_certs_tool_options = {files['localca_options']}\n"
-        "active_pcr_banks = sha1,sha256\n",
-        encoding="utf-8",
-    )
-    return files
-
-
-def swtpm_setup_argv(run: Path) -> list[str]:
-    return [
-        "swtpm_setup",
-        "--tpm2",
-        "--tpmstate",
-        str(run / "tpm"),
-        "--create-ek-cert",
-        "--create-platform-cert",
-        "--lock-nvram",
-        "--pcr-banks",
-        "sha1,sha256",
-        "--config",
-        str(swtpm_ca_files(run)["setup_conf"]),
-        "--not-overwrite",
-    ]
-
-
-def swtpm_argv(run: Path) -> list[str]:
-    return [
-        "swtpm",
-        "socket",
-        "--tpm2",
-        "--tpmstate",
-        f"dir={run / 'tpm'}",
-        "--ctrl",
-        f"type=unixio,path={run / 'swtpm.sock'}",
-        "--terminate",
-        "--daemon",
-        "--pid",
-        f"file={run / 'swtpm.pid'}",
-        "--log",
-        f"file={run / 'swtpm.log'},level=1",
-    ]
-
-
 def read_pid(path: Path) -> int | None:
     try:
         pid = int(path.read_text().strip())
@@ -571,7 +493,6 @@ def process_state(spec: LaunchSpec) -> dict[str, bool]:
     run = spec.run
     return {
         "qemu": pid_alive(read_pid(run / "qemu.pid"), str(run / "overlay.qcow2")),
-        "swtpm": pid_alive(read_pid(run / "swtpm.pid"), str(run / "tpm")),
         "provider": (
             provider_running(spec.provider()) if spec.provider_managed else provider_socket(run).exists()
         ),
@@ -616,7 +537,7 @@ def status(spec: LaunchSpec) -> dict[str, Any]:
     run = spec.run
     procs = process_state(spec)
     launch = load_launch(run)
-    wanted = ("qemu", "swtpm", "provider") if spec.mode == "lab" else ("qemu",)
+    wanted = ("qemu", "provider") if spec.mode == "lab" else ("qemu",)
     running = all(procs[p] for p in wanted)
     result: dict[str, Any] = {
         "running": running,
@@ -629,7 +550,6 @@ def status(spec: LaunchSpec) -> dict[str, Any]:
         "serial_log": str(run / "serial.log"),
         "simulated": spec.mode == "lab",
         "notice": SIMULATED_NOTICE if spec.mode == "lab" else "TDX trust domain",
-        "ek_ca": {k: str(v) for k, v in swtpm_ca_files(run).items() if k in ("root", "intermediate")},
         "provider_url_from_guest": (
             f"http://{spec.provider_guest_ip}:{spec.provider_guest_port}/quote" if spec.mode == "lab" else ""
         ),
@@ -671,15 +591,18 @@ def _kill(pidfile: Path, expect: str, grace: float = 20.0) -> bool:
 
 
 def stop(spec: LaunchSpec) -> bool:
-    """Stop QEMU, swtpm and the provider (idempotent). Keeps the serial log, the vTPM and its CA."""
+    """Stop QEMU and the provider (idempotent). Keeps the serial log. Removes what an earlier kit's launch
+    left of a host-side vTPM (its state and socket): no TPM is the host's any more."""
     run = spec.run
     changed = _kill(run / "qemu.pid", str(run / "overlay.qcow2"))
     changed = _kill(run / "swtpm.pid", str(run / "tpm")) or changed
     if spec.provider_managed:
         changed = provider_stop(spec.provider()) or changed
-    for name in ("overlay.qcow2", "swtpm.sock"):
+    for name in ("overlay.qcow2", "swtpm.sock", "swtpm.pid"):
         with contextlib.suppress(OSError):
             (run / name).unlink()
+    for name in ("tpm", "swtpm-ca"):
+        shutil.rmtree(run / name, ignore_errors=True)
     return changed
 
 
@@ -746,14 +669,8 @@ def _start_once(spec: LaunchSpec, python: str, boot_timeout: float, runner: Runn
     serial = run / "serial.log"
     if serial.exists():
         serial.replace(run / "serial.log.1")
-    if spec.mode == "lab":
-        write_swtpm_ca_config(run)
-        (run / "tpm").mkdir(exist_ok=True, mode=0o700)
-        if not (run / "tpm" / "tpm2-00.permall").exists():
-            runner(swtpm_setup_argv(run))
-        runner(swtpm_argv(run))
-        if spec.provider_managed:
-            provider_start(spec.provider(), python, runner)
+    if spec.mode == "lab" and spec.provider_managed:
+        provider_start(spec.provider(), python, runner)
     runner(
         ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk), "-F", fmt, str(run / "overlay.qcow2")]
     )

@@ -14,6 +14,12 @@ options:
   root: {description: Image root filesystem folder., type: path, required: true}
   dirs: {description: In-image directories whose files are listed., type: list, elements: str, default: []}
   aliases: {description: In-image file to the other paths it is measured under., type: dict, default: {}}
+  tpm_bypass:
+    description: >-
+      IMA starts without a TPM (the TD's vTPM starts after it): list its boot_aggregate, all zeros, so that
+      any other value is refused.
+    type: bool
+    default: false
   dest: {description: File to write., type: path, required: true}
 author:
   - tee-proof-kit developers (@tee-proof-kit)
@@ -45,13 +51,16 @@ def main() -> None:
             "root": {"type": "path", "required": True},
             "dirs": {"type": "list", "elements": "str", "default": []},
             "aliases": {"type": "dict", "default": {}},
+            "tpm_bypass": {"type": "bool", "default": False},
             "dest": {"type": "path", "required": True},
         },
         supports_check_mode=True,
     )
     p = module.params
     try:
-        text = flat_allowlist(p["root"], p["dirs"], {k: list(v) for k, v in p["aliases"].items()})
+        text = flat_allowlist(
+            p["root"], p["dirs"], {k: list(v) for k, v in p["aliases"].items()}, p["tpm_bypass"]
+        )
         old = None
         if os.path.exists(p["dest"]):
             with open(p["dest"], encoding="utf-8") as f:

@@ -12,7 +12,8 @@ description:
     until its SSH port answers; a guest that does not come up fails with the tail of its serial log.
   - O(state=stopped) stops QEMU, the vTPM and the SIMULATED provider; the serial log is kept.
   - O(state=status) only reports.
-  - O(mode=lab) is SIMULATED (QEMU TCG, swtpm, test-PKI TDX quotes) and says so in every result.
+  - O(mode=lab) is SIMULATED (QEMU TCG, test-PKI TDX quotes) and says so in every result.
+  - No mode attaches a TPM; the TD's vTPM runs inside the TD.
 options:
   state:
     description: Wanted state.
@@ -20,7 +21,7 @@ options:
     choices: [started, stopped, status]
     default: started
   mode:
-    description: C(lab) (QEMU TCG + swtpm + SIMULATED TDX provider) or C(tdx) (real TDX host).
+    description: C(lab) (QEMU TCG + SIMULATED TDX provider) or C(tdx) (real TDX host).
     type: str
     choices: [lab, tdx]
     default: lab
@@ -144,7 +145,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 running:
-  description: QEMU (and in the lab swtpm and the provider) run.
+  description: QEMU (and in the lab the provider) run.
   returned: always
   type: bool
 simulated:

@@ -210,11 +210,37 @@ def keep_u_out_of_nvram(tpm_class: type) -> None:
     setattr(tpm_class, "read_key_nvram", _no_read_key_nvram)  # noqa: B010
 
 
+def forward_ima_before_quotes(tpm_class: type, environ: Mapping[str, str]) -> bool:
+    """With the TD's own vTPM (KIT_VTPM_STATE set), extend PCR 10 with every IMA entry measured so far right
+    before each quote (ima_forward.sync, under the forwarder's lock), so a quote covers every entry measured
+    before it, as with a TPM the kernel extends itself. A failed sync fails the quote. False without one."""
+    state = environ.get("KIT_VTPM_STATE")
+    if not state:
+        return False
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, environ.get("KIT_GUEST_LIB", "/usr/local/lib/tee-proof-kit"))
+    forward = importlib.import_module("ima_forward")
+    original = tpm_class.create_quote  # type: ignore[attr-defined]
+    extend = forward.tpm2_extender()
+
+    @functools.wraps(original)
+    def create_quote(self: Any, *args: Any, **kwargs: Any) -> Any:
+        forward.sync(Path(state), extend)
+        return original(self, *args, **kwargs)
+
+    setattr(tpm_class, "create_quote", create_quote)  # noqa: B010
+    return True
+
+
 def main() -> int:
     """Patch keylime's registrar client and TPM class, then run keylime 6.5.3's agent entry point."""
     import importlib
 
     keep_u_out_of_nvram(importlib.import_module("keylime.tpm.tpm_main").tpm)
+    forward_ima_before_quotes(importlib.import_module("keylime.tpm.tpm_main").tpm, os.environ)
     registrar_client = importlib.import_module("keylime.registrar_client")
     patch_registrar_client(registrar_client)
     patch_agent_module(importlib.import_module("keylime.keylime_agent"))

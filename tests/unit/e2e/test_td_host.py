@@ -53,7 +53,8 @@ def test_lab_forwards_bind_to_loopback_only(tmp_path: Path) -> None:
     ]
     assert "0.0.0.0" not in " ".join(argv)
     assert argv[1:3] == ["-accel", "tcg,thread=multi,tb-size=256"]
-    assert "tpm-tis,tpmdev=tpm0" in argv
+    # no TPM from the host: the TD's vTPM runs inside the guest (roles/td_vtpm)
+    assert not any("tpm" in a for a in argv)
     assert argv[argv.index("-append") + 1] == "root=/dev/vda rw console=ttyS0"
     assert any(a.startswith("file:") and a.endswith("serial.log") for a in argv)
 
@@ -263,13 +264,17 @@ def test_missing_netcat_is_named_before_anything_starts(
     assert started == []
 
 
-def test_swtpm_ca_config_is_private_to_the_run_folder(tmp_path: Path) -> None:
-    files = th.write_swtpm_ca_config(tmp_path / "run")
-    text = files["localca_conf"].read_text()
-    assert f"statedir = {tmp_path / 'run' / 'swtpm-ca'}" in text
-    assert "/var/lib/swtpm-localca" not in text
-    assert str(files["setup_conf"]) in th.swtpm_setup_argv(tmp_path / "run")
-    assert "--not-overwrite" in th.swtpm_setup_argv(tmp_path / "run")
+def test_a_launch_starts_no_vtpm_on_the_host_and_removes_an_old_ones_state(tmp_path: Path) -> None:
+    """The host runs no swtpm: a run folder an earlier kit left with a host-side vTPM (its state, its CA)
+    loses them at the next stop or start, so no old TPM state waits on the host for a replay."""
+    s = spec(tmp_path)
+    for name in ("tpm", "swtpm-ca"):
+        (s.run / name).mkdir(parents=True)
+        (s.run / name / "state").write_text("old")
+    (s.run / "swtpm.pid").write_text("999999")
+    th.stop(s)
+    assert not any((s.run / name).exists() for name in ("tpm", "swtpm-ca", "swtpm.pid"))
+    assert th.PROCESSES == ("qemu", "provider") and set(th.process_state(s)) == {"qemu", "provider"}
 
 
 def test_a_launch_on_a_running_labs_port_is_refused_by_name(

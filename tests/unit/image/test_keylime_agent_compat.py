@@ -169,3 +169,46 @@ def test_u_never_reaches_tpm_nv() -> None:
     tpm.write_key_nvram(b"U share")
     assert written == [b"before"]
     assert tpm.read_key_nvram() is None
+
+
+def test_with_the_tds_vtpm_each_quote_first_forwards_imas_new_entries(tmp_path: Any) -> None:
+    """KIT_VTPM_STATE set: each quote syncs PCR 10 first (a failed sync fails the quote); unset: as before."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "ima_forward.py").write_text(
+        "CALLS = []\n"
+        "def tpm2_extender():\n    return 'extend'\n"
+        "def sync(state, extend):\n"
+        "    CALLS.append((str(state), extend))\n"
+        "    if str(state).endswith('broken'):\n"
+        "        raise RuntimeError('PCR 10 is the replay of no prefix')\n"
+        "    return 1\n"
+    )
+    order: list[str] = []
+
+    class Tpm:
+        def create_quote(self, nonce: str) -> str:
+            order.append("quote")
+            return f"quote:{nonce}"
+
+    assert not compat.forward_ima_before_quotes(Tpm, {})
+    assert compat.forward_ima_before_quotes(
+        Tpm, {"KIT_VTPM_STATE": "/run/kit-vtpm", "KIT_GUEST_LIB": str(lib)}
+    )
+    import ima_forward
+
+    assert Tpm().create_quote("n1") == "quote:n1"
+    assert ima_forward.CALLS == [("/run/kit-vtpm", "extend")] and order == ["quote"]
+
+    class Broken:
+        def create_quote(self, nonce: str) -> str:
+            order.append("broken quote")
+            return nonce
+
+    compat.forward_ima_before_quotes(Broken, {"KIT_VTPM_STATE": "/run/broken", "KIT_GUEST_LIB": str(lib)})
+    try:
+        Broken().create_quote("n2")
+        raise AssertionError("a quote after a failed sync")
+    except RuntimeError as exc:
+        assert "no prefix" in str(exc)
+    assert order == ["quote"]

@@ -38,6 +38,10 @@ if sys.argv[1:2] == ["show"]:
 elif os.path.basename(sys.argv[0]) == "journalctl":
     path = os.environ["FAKE_JOURNAL"]
     print(open(path).read() if os.path.exists(path) else "", end="")
+elif (os.path.basename(sys.argv[0]) == "tpm2_dictionarylockout"
+      and os.environ.get("TPM2TOOLS_TCTI") == "device:/dev/host"):
+    sys.stderr.write("the host's TPM: a reset must never go there")
+    sys.exit(9)
 elif os.path.basename(sys.argv[0]) == "tpm2_dictionarylockout" and os.environ.get("FAKE_DA_FAIL"):
     sys.stderr.write("ERROR: Esys_DictionaryAttackLockReset(0x98E) - tpm:session(1):HMAC check failed")
     sys.exit(1)
@@ -134,6 +138,19 @@ def test_a_da_reset_that_fails_is_reported_not_fatal_and_can_be_skipped(tools: d
     done = run(tools, "--no-da-reset")
     assert json.loads(done.stdout)["da_reset"] == "skipped"
     assert ["tpm2_dictionarylockout", "--clear-lockout"] not in calls(tools)
+
+
+def test_the_da_reset_goes_to_the_tpm_the_agent_uses(tools: dict[str, Path], tmp_path: Path) -> None:
+    """With --tpm-env (the TD's vTPM), the reset reaches that TPM, whatever the caller's TCTI names."""
+    tools["journal"].write_text("INFO: Registration activated for agent x\n")
+    env_file = tmp_path / "tpm.env"
+    env_file.write_text("TPM2TOOLS_TCTI=device:/dev/tpmrm1\nKIT_VTPM_STATE=/run/kit-vtpm\n")
+    host = {"TPM2TOOLS_TCTI": "device:/dev/host"}
+    assert json.loads(run(tools, env_extra=host).stdout)["da_reset"].startswith("not reset (exit 9")
+    done = run(tools, "--tpm-env", str(env_file), env_extra=host)
+    assert json.loads(done.stdout)["da_reset"] == "ok", done.stdout
+    missing = run(tools, "--tpm-env", str(tmp_path / "none.env"))
+    assert missing.returncode == 1 and "none.env" in missing.stderr
 
 
 def test_a_start_that_ended_without_a_word_fails_at_once(tools: dict[str, Path]) -> None:

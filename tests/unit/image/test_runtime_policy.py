@@ -69,3 +69,6 @@ def test_flat_allowlist_lists_files_and_aliases(image: Path) -> None:
     fstab = hashlib.sha256(b"# empty\n").hexdigest()
     assert f"{fstab}  /root/etc/fstab" in lines
     assert len(lines) == 3
+    # the TD's IMA starts in TPM-bypass (its vTPM comes later): boot_aggregate is pinned to zeros
+    bypass = runtime_policy.flat_allowlist(image, ["/opt/zk-prover"], tpm_bypass=True).splitlines()
+    assert f"{'0' * 64}  boot_aggregate" in bypass and len(bypass) == 3
