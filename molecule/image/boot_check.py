@@ -171,6 +171,30 @@ def check_agent(guest: Guest, report: dict[str, Any]) -> None:
         raise CheckError(f"agent UUID {found.group(1)} is not SHA-256 of the EK ({ek_uuid})")
 
 
+def check_vtpm(guest: Guest, report: dict[str, Any]) -> None:
+    """No TPM from the host: IMA started in TPM-bypass, and the agent's TPM is the device the TD's own vTPM
+    got from the kernel's vTPM proxy (roles/td_vtpm), its units active."""
+    out = guest.ssh(
+        "journalctl -k -b -o cat | grep -c 'activating TPM-bypass' || true; echo '----'; cat /run/kit-vtpm/tpm.env; "
+        "echo '----'; ls -l /sys/class/tpm/; echo '----'; systemctl is-active kit-vtpm kit-ima-forward",
+        check=False,
+    ).stdout
+    bypass, env, tpms, active = (part.strip() for part in out.split("----"))
+    found = re.search(r"^TPM2TOOLS_TCTI=device:/dev/tpmrm(\d+)$", env, re.M)
+    report["ima_tpm_bypass"] = bypass == "1"
+    report["vtpm_tcti"] = found.group(0) if found else env
+    report["tpms"] = [line.split(" ", 8)[-1] for line in tpms.splitlines()[1:]]
+    report["vtpm_units"] = active.split()
+    if bypass != "1":
+        raise CheckError("IMA found a TPM at boot: one was attached from outside the TD")
+    if not found or not re.search(
+        rf"tpm{found.group(1)} -> \S*devices/virtual/tpm/tpm{found.group(1)}$", tpms, re.M
+    ):
+        raise CheckError(f"the agent's TPM is not the TD's vTPM proxy device: {env!r} / {tpms!r}")
+    if active.split() != ["active", "active"]:
+        raise CheckError(f"kit-vtpm and kit-ima-forward are not both active: {active!r}")
+
+
 def check_readonly_root(guest: Guest, report: dict[str, Any]) -> None:
     """The root is the dm-verity device, read-only; what the guest writes is on tmpfs; no journal on disk,
     no core dumps, no swap."""
@@ -270,6 +294,7 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
         raise CheckError(f"sshd serves other host keys: {report['sshd_host_keys']}")
 
     check_readonly_root(guest, report)
+    check_vtpm(guest, report)
 
     # 2. behaviour of the loaded policy (the root is read-only: probe with files of the image that nothing
     # reads at boot; one owned by the prover's uid, which the kit's policy measures, and one owned by root),
@@ -331,7 +356,7 @@ def check(guest: Guest, image_dir: Path, report: dict[str, Any]) -> None:
         if e.template != "ima-ng":
             continue
         _unused, digest, path = e.file_hash()
-        if path == "boot_aggregate" or any(x.search(path) for x in excludes):
+        if any(x.search(path) for x in excludes):  # boot_aggregate too: pinned (TPM-bypass zeros)
             continue
         if digest not in digests.get(path, []):
             problems.append(

@@ -49,6 +49,15 @@ REQUIRED = [
     "/etc/default/tdx-get-quote",
     "/etc/tee-proof-kit/image.json",
     "/usr/bin/tpm2_pcrread",
+    # the TD's own vTPM and its IMA forwarder (roles/td_vtpm), started at boot before the agent
+    "/usr/bin/swtpm",
+    "/usr/local/sbin/kit-vtpm",
+    "/usr/local/lib/tee-proof-kit/ima_forward.py",
+    "/usr/local/lib/tee-proof-kit/ima_log.py",
+    "/etc/systemd/system/kit-vtpm.service",
+    "/etc/systemd/system/kit-ima-forward.service",
+    "/etc/systemd/system/sysinit.target.wants/kit-vtpm.service",
+    "/etc/systemd/system/sysinit.target.wants/kit-ima-forward.service",
 ]
 POLICY_RULES = [
     "func=BPRM_CHECK",
