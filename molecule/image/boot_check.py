@@ -175,8 +175,9 @@ def check_vtpm(guest: Guest, report: dict[str, Any]) -> None:
     """No TPM from the host: IMA started in TPM-bypass, and the agent's TPM is the device the TD's own vTPM
     got from the kernel's vTPM proxy (roles/td_vtpm), its units active."""
     out = guest.ssh(
-        "journalctl -k -b -o cat | grep -c 'activating TPM-bypass' || true; echo '----'; cat /run/kit-vtpm/tpm.env; "
-        "echo '----'; ls -l /sys/class/tpm/; echo '----'; systemctl is-active kit-vtpm kit-ima-forward",
+        "journalctl -k -b -o cat | grep -c 'activating TPM-bypass' || true; echo '----'; "
+        "cat /run/kit-vtpm/tpm.env; echo '----'; ls -l /sys/class/tpm/; echo '----'; "
+        "systemctl is-active kit-vtpm kit-ima-forward",
         check=False,
     ).stdout
     bypass, env, tpms, active = (part.strip() for part in out.split("----"))
