@@ -5,7 +5,9 @@ keylime 6.5.3 is the last release with the Python agent. A 7.14.3 registrar reje
 
 1. the agent POSTs its JSON body without ``Content-Type: application/json``;
 2. when the TPM has an EK certificate the agent sends only ``ekcert``, while 7.x also requires ``ek_tpm``
-   (the EK public area), which 6.5.3 sends only when there is no certificate.
+   (the EK public area), which 6.5.3 sends only when there is no certificate; and when there is none on an
+   emulated TPM (the TD's own vTPM has none), 6.5.3 sends ``"ekcert": "emulator"``, which 7.x cannot parse
+   as a certificate: the field is then left out.
 
 A third fix is needed on Debian trixie's kernel whatever the registrar: 6.5.3 parses
 ``platform.release().split("-")[0]`` as dot-separated integers and crashes on "6.12.117+deb13-amd64".
@@ -61,17 +63,22 @@ def with_json_content_type(headers: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def add_ek_tpm(body: str | bytes, ek_tpm: str | None) -> str | bytes:
-    """Add ``ek_tpm`` to a registration body that lacks it; anything else is returned unchanged."""
-    if not ek_tpm:
-        return body
+    """Add ``ek_tpm`` to a registration body that lacks it and leave out 6.5.3's ``"ekcert": "emulator"``
+    marker (no certificate); anything else is returned unchanged."""
     try:
         data = json.loads(body)
     except (TypeError, ValueError):
         return body
-    if not isinstance(data, dict) or data.get("ek_tpm"):
+    if not isinstance(data, dict):
         return body
-    data["ek_tpm"] = ek_tpm
-    return json.dumps(data)
+    changed = False
+    if data.get("ekcert") == "emulator":
+        del data["ekcert"]
+        changed = True
+    if ek_tpm and not data.get("ek_tpm"):
+        data["ek_tpm"] = ek_tpm
+        changed = True
+    return json.dumps(data) if changed else body
 
 
 def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str, position: int) -> str | None:

@@ -87,11 +87,17 @@ def test_ek_tpm_as_base64_bytes_like_6_5_3() -> None:
     assert json.loads(mod.calls[0][2]["data"])["ek_tpm"] == "RUtQVUI="
 
 
-def test_emulator_body_unchanged() -> None:
+def test_an_emulated_tpm_without_certificate_registers_with_its_ek_only() -> None:
+    """6.5.3 marks a software TPM without an EK certificate (the TD's own vTPM) as "ekcert": "emulator",
+    which a 7.14.3 registrar cannot parse as a certificate (HTTP 400): the marker is left out."""
     mod = fake_registrar_client()
     compat.patch_registrar_client(mod)
     mod.doRegisterAgent("h", "1", "a", "EK", "emulator", "A")
-    assert json.loads(mod.calls[0][2]["data"])["ek_tpm"] == "EK"
+    body = json.loads(mod.calls[0][2]["data"])
+    assert body["ek_tpm"] == "EK" and "ekcert" not in body
+    assert compat.add_ek_tpm(json.dumps({"ekcert": None, "ek_tpm": "EK"}), "EK") == json.dumps(
+        {"ekcert": None, "ek_tpm": "EK"}
+    )
 
 
 def test_activation_put_gets_json_header() -> None:
