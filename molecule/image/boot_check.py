@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Boot test of the guest image (LAB ONLY: QEMU TCG + swtpm; swtpm is controlled by the host, so this is
-a SIMULATED TPM and not a security boundary).
+"""Boot test of the guest image (LAB ONLY: QEMU TCG, whose guest memory, the TD's vTPM's included, the host
+can read: SIMULATED, not a security boundary).
 
 Boots the image with the kit's own launcher (module_utils td_launch, what roles/td_host runs: a throwaway
-overlay of the disk image, a swtpm vTPM with its EK CA, the SIMULATED provider), on free ports, then
+overlay of the disk image, no TPM attached, the SIMULATED provider), on free ports, then
 over SSH (the inventory's lab key) checks that:
   1. the kernel runs with the image's command line and systemd loaded the kit's IMA policy;
   2. the custom policy (not the boot 'tcb' one) is active: a file owned by the measured owner under
@@ -37,7 +37,7 @@ from ansible_collections.teeproof.kit.plugins.module_utils import ima_log, td_la
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SIMULATED = "SIMULATED vTPM (swtpm, host-controlled) under QEMU TCG: lab only, not a security boundary"
+SIMULATED = "SIMULATED: the TD's own vTPM under QEMU TCG (guest memory the host can read): lab only"
 
 
 class Guest:
