@@ -211,8 +211,8 @@ def _no_read_key_nvram(self: Any) -> None:
 def keep_u_out_of_nvram(tpm_class: type) -> None:
     """Stop keylime 6.5.3 from stowing the key share U in TPM NV index 0x1500018.
 
-    A vTPM run by the host (swtpm) keeps its NV in the host's state files, so U would leave the TD.
-    Without it the agent cannot decrypt an old payload again after a restart: the tenant sends U anew."""
+    An NV index outlives the job in the vTPM's state (and, with a TPM the host runs, leaves the TD). Without
+    it the agent cannot decrypt an old payload again after a restart: the tenant sends U anew."""
     setattr(tpm_class, "write_key_nvram", _no_write_key_nvram)  # noqa: B010
     setattr(tpm_class, "read_key_nvram", _no_read_key_nvram)  # noqa: B010
 
