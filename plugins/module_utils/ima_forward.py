@@ -75,11 +75,12 @@ def read_from(log: Path, offset: int) -> bytes:
 
 
 def load_position(state_dir: Path) -> Position:
+    """The recorded prefix; none until ``recover`` found it from PCR 10 (or after a failed extend)."""
     try:
         doc = json.loads((state_dir / STATE_FILE).read_text(encoding="utf-8"))
         return Position(int(doc["entries"]), int(doc["offset"]))
     except FileNotFoundError:
-        return Position()
+        raise ForwardError("no forwarded position (the forwarder has not recovered it from PCR 10)") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ForwardError(f"{state_dir / STATE_FILE} is malformed ({exc}): restart the forwarder") from None
 
@@ -109,8 +110,6 @@ def sync(state_dir: Path, extend: Extender, log: Path = IMA_LOG) -> int:
     A failed extend leaves the position unknown: it is removed, so the next sync refuses until ``recover``
     finds the prefix from PCR 10 again."""
     with locked(state_dir):
-        if not (state_dir / STATE_FILE).exists():
-            raise ForwardError("no forwarded position (the forwarder has not recovered it from PCR 10)")
         position = load_position(state_dir)
         entries, used = ima_log.parse_prefix(read_from(log, position.offset))
         if not entries:

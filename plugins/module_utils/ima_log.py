@@ -100,10 +100,6 @@ def parse_prefix(log: bytes, strict: bool = False, limit: int | None = None) -> 
 
 def event_digest(entry: ImaEntry, bank: str) -> bytes:
     """What the kernel extends a TPM bank with for this entry (0xFF... for a violation)."""
-    return _event_digest(entry, bank)
-
-
-def _event_digest(entry: ImaEntry, bank: str) -> bytes:
     size = BANK_SIZES[bank]
     if entry.violation:
         return b"\xff" * size
@@ -117,7 +113,7 @@ def replay(entries: list[ImaEntry], bank: str = "sha256", pcr: int = 10) -> byte
     value = bytes(BANK_SIZES[bank])
     for entry in entries:
         if entry.pcr == pcr:
-            value = hashlib.new(bank, value + _event_digest(entry, bank)).digest()
+            value = hashlib.new(bank, value + event_digest(entry, bank)).digest()
     return value
 
 
@@ -131,7 +127,7 @@ def matching_prefix(
         return 0
     for count, entry in enumerate(entries, start=1):
         if entry.pcr == pcr:
-            value = hashlib.new(bank, value + _event_digest(entry, bank)).digest()
+            value = hashlib.new(bank, value + event_digest(entry, bank)).digest()
             if value == pcr_value:
                 return count
     return None
